@@ -60,7 +60,13 @@ pub fn parse_config(text: &str) -> Result<Config, Vec<Diagnostic>> {
     let mut cfg = Config::default();
     let root = match yaml::parse(text, &mut diags) {
         Ok(Some(r)) => r,
-        Ok(None) => return if diags.is_empty() { Ok(cfg) } else { Err(diags) },
+        Ok(None) => {
+            return if diags.is_empty() {
+                Ok(cfg)
+            } else {
+                Err(diags)
+            };
+        }
         Err(d) => return Err(vec![d]),
     };
     let entries = match &root.value {
@@ -120,7 +126,11 @@ pub fn parse_config(text: &str) -> Result<Config, Vec<Diagnostic>> {
             }
         }
     }
-    if diags.is_empty() { Ok(cfg) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(diags)
+    }
 }
 
 fn scalar(n: &Node) -> Result<&str, String> {
@@ -153,9 +163,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size \"{s}\""))?;
+    let n: u64 = num.parse().map_err(|_| format!("invalid size \"{s}\""))?;
     let mult = match unit.trim() {
         "" | "B" => 1,
         "K" | "KB" | "KiB" => 1024,
@@ -163,7 +171,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "G" | "GB" | "GiB" => 1024 * 1024 * 1024,
         _ => return Err(format!("invalid size unit in \"{s}\"")),
     };
-    let v = n.checked_mul(mult).ok_or_else(|| format!("size \"{s}\" is too large"))?;
+    let v = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("size \"{s}\" is too large"))?;
     if v < 4096 {
         return Err(format!("size \"{s}\" is below the minimum of 4KiB"));
     }
@@ -177,7 +187,8 @@ mod tests {
     #[test]
     fn defaults_and_values() {
         assert_eq!(parse_config("").unwrap(), Config::default());
-        let c = parse_config("port_range: 30000-30010\nlog_max_size: 1MiB\nlog_max_files: 2\n").unwrap();
+        let c = parse_config("port_range: 30000-30010\nlog_max_size: 1MiB\nlog_max_files: 2\n")
+            .unwrap();
         assert_eq!(c.port_range, (30000, 30010));
         assert_eq!(c.log_max_size, 1024 * 1024);
         assert_eq!(c.log_max_files, 2);

@@ -182,7 +182,10 @@ mod tests {
             expand_vars("${PORT", &env),
             Err(ExpandError::Syntax(_))
         ));
-        assert!(matches!(expand_vars("${}", &env), Err(ExpandError::Syntax(_))));
+        assert!(matches!(
+            expand_vars("${}", &env),
+            Err(ExpandError::Syntax(_))
+        ));
         assert!(matches!(
             expand_vars("${1A}", &env),
             Err(ExpandError::Syntax(_))
@@ -199,6 +202,9 @@ mod tests {
 
     #[test]
     fn referenced_names() {
-        assert_eq!(referenced("${PORT} $SERVICE_NAME $$X"), vec!["PORT", "SERVICE_NAME"]);
+        assert_eq!(
+            referenced("${PORT} $SERVICE_NAME $$X"),
+            vec!["PORT", "SERVICE_NAME"]
+        );
     }
 }

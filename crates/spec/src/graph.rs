@@ -159,7 +159,13 @@ impl Graph {
             for (n, c) in remaining.iter_mut() {
                 *c = self
                     .after_of(n)
-                    .filter(|d| !waves.iter().flatten().chain(wave.iter()).any(|w: &String| w == d))
+                    .filter(|d| {
+                        !waves
+                            .iter()
+                            .flatten()
+                            .chain(wave.iter())
+                            .any(|w: &String| w == d)
+                    })
                     .count();
             }
             waves.push(wave);
@@ -244,7 +250,9 @@ mod tests {
         );
         assert_eq!(gr.stop_waves()[0], vec!["worker".to_string()]);
         assert_eq!(
-            gr.hard_dependents("postgres").into_iter().collect::<Vec<_>>(),
+            gr.hard_dependents("postgres")
+                .into_iter()
+                .collect::<Vec<_>>(),
             vec!["api", "worker"]
         );
         assert!(gr.hard_dependents("api").is_empty());
@@ -253,19 +261,37 @@ mod tests {
 
     #[test]
     fn transitive_hard_dependents() {
-        let gr = g(&[("a", &[], &[]), ("b", &["a"], &["a"]), ("c", &["b"], &["b"]), ("d", &["c"], &[])]);
-        assert_eq!(gr.hard_dependents("a").into_iter().collect::<Vec<_>>(), vec!["b", "c"]);
-        assert_eq!(gr.transitive_after("d").into_iter().collect::<Vec<_>>(), vec!["a", "b", "c"]);
+        let gr = g(&[
+            ("a", &[], &[]),
+            ("b", &["a"], &["a"]),
+            ("c", &["b"], &["b"]),
+            ("d", &["c"], &[]),
+        ]);
+        assert_eq!(
+            gr.hard_dependents("a").into_iter().collect::<Vec<_>>(),
+            vec!["b", "c"]
+        );
+        assert_eq!(
+            gr.transitive_after("d").into_iter().collect::<Vec<_>>(),
+            vec!["a", "b", "c"]
+        );
     }
 
     #[test]
     fn cycle_path() {
-        let gr = g(&[("api", &["worker"], &[]), ("worker", &["api"], &[]), ("db", &[], &[])]);
+        let gr = g(&[
+            ("api", &["worker"], &[]),
+            ("worker", &["api"], &[]),
+            ("db", &[], &[]),
+        ]);
         assert_eq!(
             gr.find_cycle(),
             Some(vec!["api".to_string(), "worker".into(), "api".into()])
         );
         let gr = g(&[("a", &["b"], &[]), ("b", &["c"], &[]), ("c", &["a"], &[])]);
-        assert_eq!(gr.find_cycle().map(|c| c.join(" -> ")), Some("a -> b -> c -> a".into()));
+        assert_eq!(
+            gr.find_cycle().map(|c| c.join(" -> ")),
+            Some("a -> b -> c -> a".into())
+        );
     }
 }

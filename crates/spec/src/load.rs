@@ -117,9 +117,10 @@ pub fn read_spec_file(path: &Path) -> Result<String, Diagnostic> {
 fn io_diag(path: &Path, e: &std::io::Error) -> Diagnostic {
     let d = Diagnostic::file(format!("cannot read: {e}"));
     match e.kind() {
-        std::io::ErrorKind::PermissionDenied => {
-            d.hint(format!("check the file's permissions (chmod u+r {})", path.display()))
-        }
+        std::io::ErrorKind::PermissionDenied => d.hint(format!(
+            "check the file's permissions (chmod u+r {})",
+            path.display()
+        )),
         std::io::ErrorKind::NotFound => d.hint("check the path"),
         _ => d,
     }
@@ -187,7 +188,10 @@ impl Walker<'_> {
                 self.err(
                     node.pos,
                     key,
-                    format!("{what} must be a mapping (key: value lines), found {}", node.kind_name()),
+                    format!(
+                        "{what} must be a mapping (key: value lines), found {}",
+                        node.kind_name()
+                    ),
                 );
                 None
             }
@@ -214,7 +218,10 @@ impl Walker<'_> {
                 .iter()
                 .find(|(sec, keys)| *sec != section && keys.contains(&name))
             {
-                d = d.hint(format!("`{name}` belongs under `{}`", if sec.is_empty() { "the top level" } else { sec }));
+                d = d.hint(format!(
+                    "`{name}` belongs under `{}`",
+                    if sec.is_empty() { "the top level" } else { sec }
+                ));
             } else {
                 d = d.hint(format!("known keys here: {}", allowed.join(", ")));
             }
@@ -257,7 +264,11 @@ impl Walker<'_> {
                 Some(v)
             }
             Ok(v) => {
-                self.err(node.pos, key, format!("`{key}` is {v}, above the maximum {max}"));
+                self.err(
+                    node.pos,
+                    key,
+                    format!("`{key}` is {v}, above the maximum {max}"),
+                );
                 None
             }
             Err(_) => {
@@ -298,7 +309,11 @@ impl Walker<'_> {
         let text = self.string(node, key)?;
         match duration::parse(&text) {
             Ok(d) if d.nanos() < 0 => {
-                self.err(node.pos, key, format!("`{key}` must not be negative, found \"{text}\""));
+                self.err(
+                    node.pos,
+                    key,
+                    format!("`{key}` must not be negative, found \"{text}\""),
+                );
                 None
             }
             Ok(d) => Some(d),
@@ -355,18 +370,16 @@ impl Walker<'_> {
         Some(out)
     }
 
-    fn one_of<T: Copy>(
-        &mut self,
-        node: &Node,
-        key: &str,
-        options: &[(&str, T)],
-    ) -> Option<T> {
+    fn one_of<T: Copy>(&mut self, node: &Node, key: &str, options: &[(&str, T)]) -> Option<T> {
         let text = self.string(node, key)?;
         if let Some((_, v)) = options.iter().find(|(n, _)| *n == text) {
             return Some(*v);
         }
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        let mut msg = format!("unknown {key} \"{text}\"; expected one of {}", names.join(", "));
+        let mut msg = format!(
+            "unknown {key} \"{text}\"; expected one of {}",
+            names.join(", ")
+        );
         if let Some(c) = closest(&text, &names) {
             msg.push_str(&format!(" (did you mean \"{c}\"?)"));
         }
@@ -411,7 +424,11 @@ impl Walker<'_> {
                 })
             }
             None => {
-                self.err(service_node.pos, "service.name", "missing `service.name`".into());
+                self.err(
+                    service_node.pos,
+                    "service.name",
+                    "missing `service.name`".into(),
+                );
                 None
             }
         };
@@ -446,7 +463,8 @@ impl Walker<'_> {
             Some(s)
         });
         let image = sget("image").and_then(|n| self.string(n, "service.image"));
-        let network_mode = sget("network_mode").and_then(|n| self.string(n, "service.network_mode"));
+        let network_mode =
+            sget("network_mode").and_then(|n| self.string(n, "service.network_mode"));
         let pull = sget("pull").and_then(|n| {
             self.one_of(
                 n,
@@ -461,7 +479,11 @@ impl Walker<'_> {
         let stop_signal = match sget("stop_signal") {
             Some(n) => self.string(n, "service.stop_signal").and_then(|s| {
                 let upper = s.to_ascii_uppercase();
-                let norm = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+                let norm = if upper.starts_with("SIG") {
+                    upper
+                } else {
+                    format!("SIG{upper}")
+                };
                 if STOP_SIGNALS.contains(&norm.as_str()) {
                     Some(norm)
                 } else {
@@ -527,7 +549,11 @@ impl Walker<'_> {
                         pos,
                         &key,
                         format!("`{k}` is set by Aurelia and cannot be overridden"),
-                        if k == "PORT" { "set network.port instead" } else { "remove it" },
+                        if k == "PORT" {
+                            "set network.port instead"
+                        } else {
+                            "remove it"
+                        },
                     );
                     continue;
                 }
@@ -543,7 +569,11 @@ impl Walker<'_> {
                 let Some(var) = k.scalar() else { continue };
                 let key = format!("secrets.{var}");
                 if !valid_env_name(var) {
-                    self.err(k.pos, &key, format!("invalid environment variable name \"{var}\""));
+                    self.err(
+                        k.pos,
+                        &key,
+                        format!("invalid environment variable name \"{var}\""),
+                    );
                     continue;
                 }
                 if env.contains_key(var) {
@@ -555,7 +585,9 @@ impl Walker<'_> {
                     );
                     continue;
                 }
-                let Some(se) = self.map(v, &key) else { continue };
+                let Some(se) = self.map(v, &key) else {
+                    continue;
+                };
                 self.check_keys(se, SECRET_KEYS, &key);
                 match lookup(se, "keychain") {
                     Some(kn) => {
@@ -567,7 +599,10 @@ impl Walker<'_> {
                         v.pos,
                         &key,
                         format!("secret `{var}` has no `keychain` key"),
-                        format!("write `{var}: {{keychain: myapp/{}}}`", var.to_ascii_lowercase()),
+                        format!(
+                            "write `{var}: {{keychain: myapp/{}}}`",
+                            var.to_ascii_lowercase()
+                        ),
                     ),
                 }
             }
@@ -580,7 +615,11 @@ impl Walker<'_> {
                 let key = format!("volumes.{host}");
                 self.syntax(&host, pos, &key);
                 if !cont.starts_with('/') {
-                    self.err(pos, &key, format!("container path \"{cont}\" must be absolute"));
+                    self.err(
+                        pos,
+                        &key,
+                        format!("container path \"{cont}\" must be absolute"),
+                    );
                     continue;
                 }
                 volumes.insert(host, cont);
@@ -607,9 +646,16 @@ impl Walker<'_> {
         {
             self.check_keys(e, DEPENDENCY_KEYS, "dependencies");
             if let Some(n) = lookup(e, "after") {
-                for (s, pos) in self.string_list(n, "dependencies.after").unwrap_or_default() {
+                for (s, pos) in self
+                    .string_list(n, "dependencies.after")
+                    .unwrap_or_default()
+                {
                     if after.contains(&s) {
-                        self.err(pos, "dependencies.after", format!("\"{s}\" is listed twice"));
+                        self.err(
+                            pos,
+                            "dependencies.after",
+                            format!("\"{s}\" is listed twice"),
+                        );
                         continue;
                     }
                     after.push(s);
@@ -617,9 +663,16 @@ impl Walker<'_> {
                 }
             }
             if let Some(n) = lookup(e, "requires") {
-                for (s, pos) in self.string_list(n, "dependencies.requires").unwrap_or_default() {
+                for (s, pos) in self
+                    .string_list(n, "dependencies.requires")
+                    .unwrap_or_default()
+                {
                     if requires.contains(&s) {
-                        self.err(pos, "dependencies.requires", format!("\"{s}\" is listed twice"));
+                        self.err(
+                            pos,
+                            "dependencies.requires",
+                            format!("\"{s}\" is listed twice"),
+                        );
                         continue;
                     }
                     if !after.contains(&s) {
@@ -667,7 +720,8 @@ impl Walker<'_> {
                 Some(t) => self.boolean(t, "routing.tls")?,
                 None => false,
             };
-            let tls_options = lookup(e, "tls_options").and_then(|t| self.string(t, "routing.tls_options"));
+            let tls_options =
+                lookup(e, "tls_options").and_then(|t| self.string(t, "routing.tls_options"));
             if tls_options.is_some() && !tls {
                 self.err_hint(
                     r.pos,
@@ -716,7 +770,11 @@ impl Walker<'_> {
                         }
                     }
                     if let Some(p) = volumes_pos {
-                        self.err(p, "volumes", "`volumes` is for container services, but this one is native".into());
+                        self.err(
+                            p,
+                            "volumes",
+                            "`volumes` is for container services, but this one is native".into(),
+                        );
                     }
                     if let Some(p) = args_pos {
                         self.err_hint(
@@ -745,7 +803,11 @@ impl Walker<'_> {
                         );
                     }
                     if let Some(p) = field_pos("working_dir") {
-                        self.err(p, "service.working_dir", "`working_dir` is for native services".into());
+                        self.err(
+                            p,
+                            "service.working_dir",
+                            "`working_dir` is for native services".into(),
+                        );
                     }
                 }
                 ServiceKind::External => {
@@ -757,7 +819,15 @@ impl Walker<'_> {
                             "Aurelia never starts an external service; it only watches its health",
                         );
                     }
-                    for k in ["command", "working_dir", "image", "network_mode", "pull", "stop_signal", "stop_timeout"] {
+                    for k in [
+                        "command",
+                        "working_dir",
+                        "image",
+                        "network_mode",
+                        "pull",
+                        "stop_signal",
+                        "stop_timeout",
+                    ] {
                         if let Some(p) = field_pos(k) {
                             self.err_hint(
                                 p,
@@ -781,8 +851,16 @@ impl Walker<'_> {
                         );
                     }
                     if !env.is_empty() || !secrets.is_empty() {
-                        let p = get("env").or_else(|| get("secrets")).map(|n| n.pos).unwrap_or(tpos);
-                        self.err(p, "env", "an external service has no process to pass `env` or `secrets` to".into());
+                        let p = get("env")
+                            .or_else(|| get("secrets"))
+                            .map(|n| n.pos)
+                            .unwrap_or(tpos);
+                        self.err(
+                            p,
+                            "env",
+                            "an external service has no process to pass `env` or `secrets` to"
+                                .into(),
+                        );
                     }
                 }
             }
@@ -886,20 +964,30 @@ impl Walker<'_> {
             None => Some(GoDuration::ZERO),
         };
         let unhealthy_threshold = match g("unhealthy_threshold") {
-            Some(n) => self.uint(n, "health.unhealthy_threshold", 1000).and_then(|v| {
-                if v == 0 {
-                    self.err(n.pos, "health.unhealthy_threshold", "`health.unhealthy_threshold` must be at least 1".into());
-                    None
-                } else {
-                    Some(v as u32)
-                }
-            }),
+            Some(n) => self
+                .uint(n, "health.unhealthy_threshold", 1000)
+                .and_then(|v| {
+                    if v == 0 {
+                        self.err(
+                            n.pos,
+                            "health.unhealthy_threshold",
+                            "`health.unhealthy_threshold` must be at least 1".into(),
+                        );
+                        None
+                    } else {
+                        Some(v as u32)
+                    }
+                }),
             None => Some(3),
         };
         let probe = match kind? {
             0 => {
                 if let Some(c) = g("command") {
-                    self.err(c.pos, "health.command", "`command` is for exec health checks, not http".into());
+                    self.err(
+                        c.pos,
+                        "health.command",
+                        "`command` is for exec health checks, not http".into(),
+                    );
                 }
                 let path = match g("path") {
                     Some(n) => self.string(n, "health.path").and_then(|p| {
@@ -922,14 +1010,22 @@ impl Walker<'_> {
             1 => {
                 for k in ["path", "command"] {
                     if let Some(n) = g(k) {
-                        self.err(n.pos, &format!("health.{k}"), format!("`{k}` does not apply to tcp health checks"));
+                        self.err(
+                            n.pos,
+                            &format!("health.{k}"),
+                            format!("`{k}` does not apply to tcp health checks"),
+                        );
                     }
                 }
                 Probe::Tcp
             }
             _ => {
                 if let Some(n) = g("path") {
-                    self.err(n.pos, "health.path", "`path` is for http health checks, not exec".into());
+                    self.err(
+                        n.pos,
+                        "health.path",
+                        "`path` is for http health checks, not exec".into(),
+                    );
                 }
                 let command = match g("command") {
                     Some(n) => {
@@ -955,7 +1051,11 @@ impl Walker<'_> {
                 "health.port",
                 format!(
                     "a {} health check needs a port, and this service has none",
-                    if matches!(probe, Probe::Http { .. }) { "http" } else { "tcp" }
+                    if matches!(probe, Probe::Http { .. }) {
+                        "http"
+                    } else {
+                        "tcp"
+                    }
                 ),
                 "set health.port or network.port",
             );
@@ -998,7 +1098,9 @@ impl Walker<'_> {
             None => Some(d.policy),
         };
         let max_attempts = match g("max_attempts") {
-            Some(n) => self.uint(n, "restart.max_attempts", u64::from(u32::MAX)).map(|v| v as u32),
+            Some(n) => self
+                .uint(n, "restart.max_attempts", u64::from(u32::MAX))
+                .map(|v| v as u32),
             None => Some(d.max_attempts),
         };
         let delay = match g("delay") {
@@ -1009,7 +1111,10 @@ impl Walker<'_> {
             Some(n) => self.one_of(
                 n,
                 "restart.backoff",
-                &[("fixed", Backoff::Fixed), ("exponential", Backoff::Exponential)],
+                &[
+                    ("fixed", Backoff::Fixed),
+                    ("exponential", Backoff::Exponential),
+                ],
             ),
             None => Some(d.backoff),
         };
@@ -1104,7 +1209,9 @@ mod tests {
 
     #[test]
     fn minimal_native() {
-        let (spec, d) = load("service:\n  name: api\n  type: native\n  command: ./bin/api --flag 'two words'\n");
+        let (spec, d) = load(
+            "service:\n  name: api\n  type: native\n  command: ./bin/api --flag 'two words'\n",
+        );
         assert!(d.is_empty(), "{d:?}");
         let spec = spec.expect("spec");
         assert_eq!(
@@ -1138,10 +1245,17 @@ mod tests {
         );
         assert!(spec.is_none());
         assert!(d.len() >= 3, "{d:#?}");
-        assert!(d.iter().any(|d| d.message.contains("unknown service.type \"nativ\"") && d.line == 3));
-        assert!(d.iter().any(|d| d.message.contains("unknown key `comand`") && d.line == 4
+        assert!(
+            d.iter()
+                .any(|d| d.message.contains("unknown service.type \"nativ\"") && d.line == 3)
+        );
+        assert!(d.iter().any(|d| d.message.contains("unknown key `comand`")
+            && d.line == 4
             && d.hint.as_deref() == Some("did you mean `service.command`?")));
-        assert!(d.iter().any(|d| d.key.as_deref() == Some("health.interval") && d.line == 7));
+        assert!(
+            d.iter()
+                .any(|d| d.key.as_deref() == Some("health.interval") && d.line == 7)
+        );
     }
 
     #[test]
@@ -1149,16 +1263,23 @@ mod tests {
         let r = RestartSpec::default();
         let s = |n| r.delay_for(n).as_secs();
         assert_eq!((s(1), s(2), s(3), s(5), s(6), s(40)), (1, 2, 4, 16, 30, 30));
-        let f = RestartSpec { backoff: Backoff::Fixed, ..RestartSpec::default() };
+        let f = RestartSpec {
+            backoff: Backoff::Fixed,
+            ..RestartSpec::default()
+        };
         assert_eq!(f.delay_for(7).as_secs(), 1);
     }
 
     #[test]
     fn hash_ignores_comments_and_order() {
-        let a = load("service: {name: a, type: native, command: x}\nenv: {A: '1', B: '2'}\n").0.unwrap();
+        let a = load("service: {name: a, type: native, command: x}\nenv: {A: '1', B: '2'}\n")
+            .0
+            .unwrap();
         let b = load("# comment\nenv:\n  B: '2'\n  A: \"1\"\nservice:\n  type: native\n  command: x\n  name: a\n").0.unwrap();
         assert_eq!(a.content_hash(), b.content_hash());
-        let c = load("service: {name: a, type: native, command: y}\nenv: {A: '1', B: '2'}\n").0.unwrap();
+        let c = load("service: {name: a, type: native, command: y}\nenv: {A: '1', B: '2'}\n")
+            .0
+            .unwrap();
         assert_ne!(a.content_hash(), c.content_hash());
     }
 }

@@ -164,8 +164,7 @@ pub fn cross_check(specs: &[&Spec]) -> Vec<(usize, Diagnostic)> {
         ] {
             for (dep, pos) in list.iter().zip(poss) {
                 if !first_by_name.contains_key(dep.as_str()) {
-                    let mut d = Diagnostic::at(*pos, format!("unknown service \"{dep}\""))
-                        .key(key);
+                    let mut d = Diagnostic::at(*pos, format!("unknown service \"{dep}\"")).key(key);
                     d = match closest(dep, &names) {
                         Some(c) => d.hint(format!("did you mean \"{c}\"?")),
                         None => d.hint("no spec file defines a service by that name"),
@@ -210,7 +209,11 @@ pub fn cross_check(specs: &[&Spec]) -> Vec<(usize, Diagnostic)> {
                 (s.name.clone(), keep(&s.after), keep(&s.requires))
             })
             .collect();
-        let g = Graph::new(lists.iter().map(|(n, a, r)| (n.as_str(), a.as_slice(), r.as_slice())));
+        let g = Graph::new(
+            lists
+                .iter()
+                .map(|(n, a, r)| (n.as_str(), a.as_slice(), r.as_slice())),
+        );
         let Some(cycle) = g.find_cycle() else { break };
         let (first, next) = (&cycle[0], &cycle[1]);
         if let Some(i) = specs.iter().position(|s| &s.name == first) {

@@ -47,7 +47,10 @@ pub struct Node {
 pub enum Value {
     /// A scalar: its text and whether it was written plain (unquoted). Plain scalars are
     /// subject to YAML 1.2 core-schema typing (`null`, `true`, `42`); quoted ones are strings.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Keys are scalars (complex keys are rejected while building); order is kept.
     Map(Vec<(Node, Node)>),
@@ -215,7 +218,10 @@ impl Builder<'_> {
             }
             Event::Alias(id) => {
                 let Some(Some(target)) = self.anchors.get(id).cloned() else {
-                    return Err(Diagnostic::at(pos, "alias to an unknown anchor".to_string()));
+                    return Err(Diagnostic::at(
+                        pos,
+                        "alias to an unknown anchor".to_string(),
+                    ));
                 };
                 self.count(size(&target), pos)?;
                 let mut node = target;
@@ -282,8 +288,9 @@ impl Builder<'_> {
                     let name = key.scalar().unwrap_or_default().to_string();
                     if name == "<<" && key.scalar().is_some() {
                         merge(merged, node, self.diags);
-                    } else if let Some((first, _)) =
-                        entries.iter().find(|(k, _)| k.scalar() == Some(name.as_str()))
+                    } else if let Some((first, _)) = entries
+                        .iter()
+                        .find(|(k, _)| k.scalar() == Some(name.as_str()))
                     {
                         self.diags.push(
                             Diagnostic::at(
