@@ -71,6 +71,10 @@ enum Goal {
     Stopped,
 }
 
+/// A service without a health check counts as up once it has stayed running this long, so
+/// that a program that crashes right after it starts is reported by `up`, not hidden by it.
+const SETTLE: Duration = Duration::from_millis(250);
+
 /// The daemon's event stream, read on a thread.
 pub struct Events {
     rx: mpsc::Receiver<Result<Event, String>>,
@@ -116,18 +120,25 @@ impl Events {
         let deadline = Instant::now() + timeout;
         let mut states: BTreeMap<String, ServiceStatus> = BTreeMap::new();
         let mut changed: BTreeMap<String, bool> = BTreeMap::new();
+        let mut since: BTreeMap<String, Instant> = BTreeMap::new();
         let mut printed: BTreeMap<String, String> = BTreeMap::new();
         let mut probe_errors: BTreeMap<String, String> = BTreeMap::new();
         let mut last_detail = Instant::now();
         let mut drawn = 0usize;
         let mut tick = 0usize;
         loop {
-            match self.rx.recv_timeout(Duration::from_millis(100)) {
+            match self.rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(Ok(Event::State(s))) => {
                     // The stream was opened before the request: any non-running state seen
                     // since is part of this operation.
                     if s.state != ServiceState::Running {
                         changed.insert(s.name.clone(), true);
+                    }
+                    if states
+                        .get(&s.name)
+                        .is_none_or(|old| old.state != s.state || old.pid != s.pid)
+                    {
+                        since.insert(s.name.clone(), Instant::now());
                     }
                     states.insert(s.name.clone(), s);
                 }
@@ -152,7 +163,11 @@ impl Events {
                 let Some(s) = states.get(t) else { continue };
                 let reached = match goal {
                     Goal::Running { must_change } => {
+                        let settled = s.health.is_some()
+                            || since.get(t).is_some_and(|at| at.elapsed() >= SETTLE)
+                            || s.uptime_secs.is_some_and(|u| u >= SETTLE.as_secs_f64());
                         s.state == ServiceState::Running
+                            && settled
                             && (!must_change || changed.get(t).copied().unwrap_or(false))
                     }
                     Goal::Stopped => matches!(

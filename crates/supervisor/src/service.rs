@@ -19,12 +19,12 @@
 //! timers for backoff, probes and the 60 s stability reset); an idle service costs nothing.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use aurelia_api::{Event, ExitInfo, HealthState, ProbeResult, ServiceState, ServiceStatus};
 use aurelia_spec::{RestartPolicy, ServiceKind, Spec};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::time::sleep_until;
+use tokio::time::{Instant, sleep_until};
 
 use crate::driver::{BoxFuture, Drivers, LogSink, Process, StartContext};
 use crate::health::{self, HealthTracker, ProbeOutcome, ProbeTarget, Transition};
@@ -236,7 +236,7 @@ impl Task {
             let backoff_until = self.backoff_until;
             let backoff = async move {
                 match backoff_until {
-                    Some(t) => sleep_until(t.into()).await,
+                    Some(t) => sleep_until(t).await,
                     None => std::future::pending().await,
                 }
             };
@@ -247,7 +247,7 @@ impl Task {
             };
             let probe_due = async move {
                 match next_probe {
-                    Some(t) => sleep_until(t.into()).await,
+                    Some(t) => sleep_until(t).await,
                     None => std::future::pending().await,
                 }
             };
@@ -261,7 +261,7 @@ impl Task {
             let stable_at = self.stable_at;
             let stable = async move {
                 match stable_at {
-                    Some(t) => sleep_until(t.into()).await,
+                    Some(t) => sleep_until(t).await,
                     None => std::future::pending().await,
                 }
             };
@@ -549,10 +549,10 @@ impl Task {
         let Some(h) = &self.spec.health else { return };
         let mut tracker = match self.health.take() {
             Some(mut t) => {
-                t.restart(now);
+                t.restart(now.into_std());
                 t
             }
-            None => HealthTracker::new(h, now),
+            None => HealthTracker::new(h, now.into_std()),
         };
         if assume_healthy {
             tracker.assume_healthy();
@@ -560,7 +560,7 @@ impl Task {
         self.next_probe = Some(if assume_healthy {
             now
         } else {
-            tracker.first_probe_at()
+            Instant::from_std(tracker.first_probe_at())
         });
         self.health = Some(tracker);
         self.probe = None;
@@ -570,7 +570,7 @@ impl Task {
         self.next_probe = None;
         self.probe = None;
         if let Some(h) = &mut self.health {
-            h.restart(Instant::now());
+            h.restart(Instant::now().into_std());
         }
     }
 
@@ -612,9 +612,9 @@ impl Task {
         let Some(tracker) = &mut self.health else {
             return;
         };
-        let transition = tracker.record(&outcome, crate::clock::now(), now);
+        let transition = tracker.record(&outcome, crate::clock::now(), now.into_std());
         let history = tracker.history();
-        let next = tracker.next_probe_at(started).max(now);
+        let next = Instant::from_std(tracker.next_probe_at(started.into_std())).max(now);
         let last_err = tracker.last_error();
         if let Ok(mut h) = self.history.lock() {
             *h = history;

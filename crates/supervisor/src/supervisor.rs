@@ -325,9 +325,11 @@ impl Orchestrator {
     }
 
     fn wanted(&self, name: &str) -> bool {
+        // While stopping everything (SIGINT) nothing is wanted; while detaching (SIGTERM)
+        // wants are unchanged, so nothing is stopped.
         self.wanted.get(name).copied().unwrap_or(false)
             && !self.removing.contains(name)
-            && self.shutdown.is_none()
+            && !self.shutdown.as_ref().is_some_and(|s| s.stop_services)
     }
 
     /// Ready for dependents: running (healthy where checked) and not about to go down.
