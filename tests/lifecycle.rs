@@ -316,7 +316,7 @@ fn restart_policy_fixed_always_and_never() {
     assert_eq!(note_times(&s.log("once"), "started (pid").len(), 1);
     assert!(st.last_error.unwrap_or_default().contains("exit code 1"));
     // on-failure: a clean exit is a completed run, not a failure
-    let st = s.wait_state("clean", ServiceState::Stopped, T);
+    let st = s.wait_state("clean", ServiceState::Completed, T);
     assert_eq!(st.restarts, 0);
     assert_eq!(st.last_exit.and_then(|e| e.code), Some(0));
 }

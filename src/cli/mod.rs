@@ -126,7 +126,7 @@ pub fn state_color(state: aurelia_api::ServiceState) -> &'static str {
         Running => GREEN,
         Starting | Waiting | Stopping | Backoff => YELLOW,
         Failed => RED,
-        Stopped => DIM,
+        Stopped | Completed => DIM,
     }
 }
 

@@ -166,13 +166,18 @@ impl Events {
                         let settled = s.health.is_some()
                             || since.get(t).is_some_and(|at| at.elapsed() >= SETTLE)
                             || s.uptime_secs.is_some_and(|u| u >= SETTLE.as_secs_f64());
-                        s.state == ServiceState::Running
-                            && settled
-                            && (!must_change || changed.get(t).copied().unwrap_or(false))
+                        (s.state == ServiceState::Completed
+                            && changed.get(t).copied().unwrap_or(false))
+                            || s.state == ServiceState::Running
+                                && settled
+                                && (!must_change || changed.get(t).copied().unwrap_or(false))
                     }
                     Goal::Stopped => matches!(
                         s.state,
-                        ServiceState::Stopped | ServiceState::Failed | ServiceState::Waiting
+                        ServiceState::Stopped
+                            | ServiceState::Failed
+                            | ServiceState::Waiting
+                            | ServiceState::Completed
                     ),
                 };
                 if reached {
@@ -249,9 +254,10 @@ impl Events {
                     .filter_map(|t| states.get(t))
                     .filter(|s| match goal {
                         Goal::Running { .. } => s.state != ServiceState::Running,
-                        Goal::Stopped => {
-                            !matches!(s.state, ServiceState::Stopped | ServiceState::Failed)
-                        }
+                        Goal::Stopped => !matches!(
+                            s.state,
+                            ServiceState::Stopped | ServiceState::Failed | ServiceState::Completed
+                        ),
                     })
                     .map(|s| {
                         failure(

@@ -310,29 +310,49 @@ pub fn wait_for(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
     );
 }
 
-/// Runs a command, killing it and failing the test if it runs past `timeout`.
+/// Runs a command, killing it and failing the test if it runs past `timeout`. Output is read
+/// while it runs (a child writing more than a pipe holds must not block).
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    use std::io::Read;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
     let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
+            let _ = child.wait();
+            let clip = |v: Vec<u8>| {
+                let s = String::from_utf8_lossy(&v).into_owned();
+                s.chars().take(2000).collect::<String>()
+            };
             panic!(
                 "{cmd:?} ran longer than {timeout:?}\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                clip(out.join().unwrap_or_default()),
+                clip(err.join().unwrap_or_default())
             );
         }
         std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
 }
 

@@ -24,6 +24,9 @@ pub enum ServiceState {
     Backoff,
     /// Gave up: start error, `never` policy, or `max_attempts` used. `last_error` says why.
     Failed,
+    /// Exited with code 0 on its own, and its restart policy does not restart it (a one-shot
+    /// job). Counts as ready for dependents; `up` starts it again.
+    Completed,
 }
 
 impl ServiceState {
@@ -36,6 +39,7 @@ impl ServiceState {
             ServiceState::Stopping => "stopping",
             ServiceState::Backoff => "backoff",
             ServiceState::Failed => "failed",
+            ServiceState::Completed => "completed",
         }
     }
 }

@@ -292,7 +292,8 @@ impl Task {
         match c {
             Control::Start { port, reset } => {
                 let startable = matches!(self.state, ServiceState::Stopped | ServiceState::Waiting)
-                    || (reset && self.state == ServiceState::Failed);
+                    || (reset
+                        && matches!(self.state, ServiceState::Failed | ServiceState::Completed));
                 if self.spec.kind != ServiceKind::External && startable {
                     if reset {
                         self.attempts = 0;
@@ -326,7 +327,10 @@ impl Task {
             Control::Refuse { reason } => {
                 if matches!(
                     self.state,
-                    ServiceState::Stopped | ServiceState::Waiting | ServiceState::Failed
+                    ServiceState::Stopped
+                        | ServiceState::Waiting
+                        | ServiceState::Failed
+                        | ServiceState::Completed
                 ) {
                     self.note(&reason);
                     self.fail(reason);
@@ -537,8 +541,8 @@ impl Task {
             }
             (_, false) => {
                 self.note(&reason);
-                self.state = ServiceState::Stopped;
-                self.last_error = Some("completed (exit code 0)".into());
+                self.state = ServiceState::Completed;
+                self.last_error = None;
                 self.sink = None;
                 self.publish();
             }

@@ -334,7 +334,10 @@ impl Orchestrator {
 
     /// Ready for dependents: running (healthy where checked) and not about to go down.
     fn ready(&self, name: &str) -> bool {
-        let up = self.state(name) == ServiceState::Running;
+        let up = matches!(
+            self.state(name),
+            ServiceState::Running | ServiceState::Completed
+        );
         if self.kind(name) == Some(ServiceKind::External) {
             return up;
         }
@@ -618,8 +621,10 @@ impl Orchestrator {
             .collect();
         for s in &targets {
             self.wanted.insert(s.clone(), true);
-            if self.state(s) == ServiceState::Failed
-                && let Some(h) = self.handles.get(s)
+            if matches!(
+                self.state(s),
+                ServiceState::Failed | ServiceState::Completed
+            ) && let Some(h) = self.handles.get(s)
             {
                 // A fresh start for what gave up (no dependency gate: reconcile would have
                 // started it anyway once its dependencies are ready; Start only acts on

@@ -248,11 +248,9 @@ async fn on_failure_treats_exit_zero_as_done_and_always_restarts_it() {
     let mut h = harness("service: {name: s, type: native, command: x}\n");
     h.start();
     h.child().await.exit(0);
-    let snap = h.state_is(ServiceState::Stopped).await;
-    assert_eq!(
-        snap.status.last_error.as_deref(),
-        Some("completed (exit code 0)")
-    );
+    let snap = h.state_is(ServiceState::Completed).await;
+    assert_eq!(snap.status.last_exit.and_then(|e| e.code), Some(0));
+    assert_eq!(snap.status.last_error, None);
 
     let mut h = harness(
         "service: {name: s, type: native, command: x}\nrestart: {policy: always, delay: 0s}\n",
