@@ -640,8 +640,16 @@ impl Task {
                     self.last_error = Some(reason);
                     self.publish();
                 } else if self.spec.restart.policy == RestartPolicy::Never {
-                    self.last_error = Some(format!("{reason} (restart policy is never)"));
-                    self.publish();
+                    if self.state == ServiceState::Starting {
+                        // It never became ready and will not be restarted: stop it and say so.
+                        self.stop_process().await;
+                        self.fail(format!(
+                            "{reason}; it never became healthy (restart policy is never)"
+                        ));
+                    } else {
+                        self.last_error = Some(format!("{reason} (restart policy is never)"));
+                        self.publish();
+                    }
                 } else {
                     self.stop_process().await;
                     self.on_failure(reason);
