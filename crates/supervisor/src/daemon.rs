@@ -72,6 +72,26 @@ pub struct Daemon {
     stop_server: tokio::sync::oneshot::Sender<()>,
     _watcher: Option<tokio::task::JoinHandle<()>>,
     _lock: std::fs::File,
+    signals: Signals,
+}
+
+/// The signals the daemon handles, installed before it answers anything: a signal that
+/// arrives the moment the socket works must not kill it with the default action.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, DaemonError> {
+        let s = |k| signal(k).map_err(io_err("installing signal handlers"));
+        Ok(Signals {
+            int: s(SignalKind::interrupt())?,
+            term: s(SignalKind::terminate())?,
+            hup: s(SignalKind::hangup())?,
+        })
+    }
 }
 
 fn lock(home: &Home) -> Result<std::fs::File, DaemonError> {
@@ -136,6 +156,7 @@ fn bind(home: &Home) -> Result<UnixListener, DaemonError> {
 impl Daemon {
     /// Starts the daemon (see the module docs for the order of things).
     pub async fn start(opts: Options) -> Result<Daemon, DaemonError> {
+        let signals = Signals::install()?;
         let home = opts.home.clone();
         home.prepare(opts.services_dir.is_none())
             .map_err(io_err(format!("creating {}", home.root.display())))?;
@@ -207,27 +228,24 @@ impl Daemon {
             stop_server: stop_tx,
             _watcher: watcher,
             _lock: lock,
+            signals,
         })
     }
 
     /// Runs until SIGINT (stop everything) or SIGTERM (leave everything running).
-    pub async fn run_until_signal(self) -> Result<(), DaemonError> {
-        let mut int =
-            signal(SignalKind::interrupt()).map_err(io_err("installing signal handlers"))?;
-        let mut term =
-            signal(SignalKind::terminate()).map_err(io_err("installing signal handlers"))?;
-        let mut hup = signal(SignalKind::hangup()).map_err(io_err("installing signal handlers"))?;
+    pub async fn run_until_signal(mut self) -> Result<(), DaemonError> {
         let stop_services = loop {
+            let sig = &mut self.signals;
             tokio::select! {
-                _ = int.recv() => {
+                _ = sig.int.recv() => {
                     tracing::info!("SIGINT: stopping every service, then exiting");
                     break true;
                 }
-                _ = term.recv() => {
+                _ = sig.term.recv() => {
                     tracing::info!("SIGTERM: exiting and leaving services running for the next daemon");
                     break false;
                 }
-                _ = hup.recv() => {
+                _ = sig.hup.recv() => {
                     let _ = self.supervisor.cmd.send(Command::Reload { reply: None });
                 }
             }
