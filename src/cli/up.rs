@@ -220,6 +220,9 @@ impl Events {
             } else {
                 for t in targets {
                     if let Some(s) = states.get(t) {
+                        if s.state == ServiceState::Stopped && !printed.contains_key(t) {
+                            continue; // where it starts from is not news
+                        }
                         let line = describe(s);
                         if printed.get(t) != Some(&line) {
                             eprintln!("{t}: {line}");
