@@ -116,7 +116,9 @@ fn chaos_twenty_sigkills_lose_nothing() {
     s.start_daemon();
     let out = s.cli(&["up"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let before: BTreeMap<String, (Option<u32>, Option<u16>, Option<String>)> = s
+    // name -> (pid, port, started_at)
+    type Seen = (Option<u32>, Option<u16>, Option<String>);
+    let before: BTreeMap<String, Seen> = s
         .list()
         .services
         .into_iter()
