@@ -66,7 +66,7 @@ impl HealthState {
 }
 
 /// How a process ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ExitInfo {
     /// Exit code, when it exited normally.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -76,14 +76,18 @@ pub struct ExitInfo {
     pub signal: Option<String>,
     /// When it ended (RFC 3339).
     pub at: String,
+    /// What is known when the status is not (the Docker engine went away).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub note: Option<String>,
 }
 
 impl std::fmt::Display for ExitInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (&self.code, &self.signal) {
-            (Some(c), _) => write!(f, "exit code {c}"),
-            (None, Some(s)) => write!(f, "killed by {s}"),
-            (None, None) => write!(f, "exited (status unknown)"),
+        match (&self.code, &self.signal, &self.note) {
+            (Some(c), _, _) => write!(f, "exit code {c}"),
+            (None, Some(s), _) => write!(f, "killed by {s}"),
+            (None, None, Some(n)) => f.write_str(n),
+            (None, None, None) => write!(f, "exited (status unknown)"),
         }
     }
 }

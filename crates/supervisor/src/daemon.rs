@@ -174,7 +174,7 @@ impl Daemon {
         let (changed_tx, changed_rx) = mpsc::unbounded_channel();
         let env = Arc::new(TaskEnv {
             home: home.clone(),
-            drivers: drivers(),
+            drivers: drivers(&config),
             relay: Some(RelaySettings {
                 exe: opts.relay_exe.clone(),
                 max_bytes: config.log_max_size,
@@ -187,15 +187,36 @@ impl Daemon {
             .services_dir
             .clone()
             .unwrap_or_else(|| home.services_dir());
-        let (sup, join) = supervisor::start(supervisor::Options {
-            home: home.clone(),
-            services_dir: services_dir.clone(),
-            config: config.clone(),
-            env,
-            changed_rx,
-            events,
-            up_all: opts.up_all,
-        });
+        let set = supervisor::load_specs(&services_dir);
+        let (state, warning) = crate::state::StateFile::load(&home.state_file());
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+        }
+        #[cfg(feature = "container")]
+        let containers = crate::driver::container::adoptable(
+            &home,
+            &set.specs,
+            &state,
+            config.log_max_size,
+            config.log_max_files,
+        )
+        .await;
+        #[cfg(not(feature = "container"))]
+        let containers = std::collections::BTreeMap::new();
+        let (sup, join) = supervisor::start(
+            supervisor::Options {
+                home: home.clone(),
+                services_dir: services_dir.clone(),
+                config: config.clone(),
+                env,
+                changed_rx,
+                events,
+                up_all: opts.up_all,
+            },
+            set,
+            state,
+            containers,
+        );
         let watcher = match crate::watch::spawn(services_dir.clone(), sup.clone()) {
             Ok(w) => Some(w),
             Err(e) => {
@@ -271,8 +292,15 @@ impl Daemon {
     }
 }
 
-fn drivers() -> Drivers {
+fn drivers(config: &Config) -> Drivers {
     let native: Arc<dyn crate::driver::Driver> = Arc::new(crate::driver::native::NativeDriver);
+    #[cfg(feature = "container")]
+    let container: Arc<dyn crate::driver::Driver> = Arc::new(
+        crate::driver::container::ContainerDriver::new(config.log_max_size, config.log_max_files),
+    );
+    #[cfg(not(feature = "container"))]
+    let _ = config;
+    #[cfg(not(feature = "container"))]
     let container: Arc<dyn crate::driver::Driver> = Arc::new(crate::driver::NoContainers);
     Drivers { native, container }
 }

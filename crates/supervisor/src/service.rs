@@ -141,6 +141,8 @@ struct Task {
     sink: Option<LogSink>,
     port: Option<u16>,
     attempts: u32,
+    /// Consecutive transient start failures (engine down), for their own backoff.
+    transient_tries: u32,
     restarts: u32,
     last_exit: Option<ExitInfo>,
     last_error: Option<String>,
@@ -203,6 +205,7 @@ impl Task {
             sink: None,
             port: None,
             attempts: 0,
+            transient_tries: 0,
             restarts,
             last_exit: None,
             last_error: None,
@@ -463,6 +466,7 @@ impl Task {
                 }
                 self.proc = Some(p);
                 self.adopted = false;
+                self.transient_tries = 0;
                 self.last_error = None;
                 self.stable_at = Some(now + STABLE_AFTER);
                 if self.spec.health.is_some() {
@@ -473,8 +477,31 @@ impl Task {
                 }
                 self.publish();
             }
-            Err(e) => self.on_failure(e.0),
+            Err(e) if e.transient => self.on_transient(e.message),
+            Err(e) => self.on_failure(e.message),
         }
+    }
+
+    /// A start failed for a reason outside the service that should pass (the Docker engine
+    /// is down): retry with backoff, 1 s doubling to 30 s, without using up attempts.
+    fn on_transient(&mut self, reason: String) {
+        if self
+            .last_error
+            .as_deref()
+            .is_none_or(|e| !e.starts_with(&reason))
+        {
+            self.note(&reason);
+        }
+        self.transient_tries = self.transient_tries.saturating_add(1);
+        let delay = Duration::from_secs(1u64 << self.transient_tries.min(5).saturating_sub(1))
+            .min(Duration::from_secs(30));
+        self.last_error = Some(format!(
+            "{reason}; retrying in {}",
+            aurelia_spec::GoDuration(delay.as_nanos() as i64)
+        ));
+        self.state = ServiceState::Backoff;
+        self.backoff_until = Some(Instant::now() + delay);
+        self.publish();
     }
 
     /// A failed start or an unwanted exit: restart per policy, or give up.

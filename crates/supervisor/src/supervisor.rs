@@ -163,15 +163,27 @@ pub struct Options {
     pub up_all: bool,
 }
 
-/// Loads specs and state, adopts what a previous daemon left running, starts the task.
-pub fn start(opts: Options) -> (Supervisor, tokio::task::JoinHandle<()>) {
-    let set = load_specs(&opts.services_dir);
+/// Loads the specs of `dir` (a broken file is logged; the valid ones load).
+pub fn load_specs(dir: &std::path::Path) -> SpecSet {
+    match aurelia_spec::load_path(dir) {
+        Ok(set) => set,
+        Err(e) => {
+            tracing::error!("cannot read the services directory {}: {e}", dir.display());
+            SpecSet::default()
+        }
+    }
+}
+
+/// Starts the supervisor task with the loaded specs and state, adopting the processes found
+/// by [`crate::adopt::find`] and the containers in `containers`.
+pub fn start(
+    opts: Options,
+    set: SpecSet,
+    state: StateFile,
+    containers: BTreeMap<String, Adoption>,
+) -> (Supervisor, tokio::task::JoinHandle<()>) {
     for line in set.render_errors().lines() {
         tracing::error!("{line}");
-    }
-    let (state, warning) = StateFile::load(&opts.home.state_file());
-    if let Some(w) = warning {
-        tracing::warn!("{w}");
     }
     let shared = Arc::new(Shared {
         registry: RwLock::new(Registry::default()),
@@ -209,6 +221,7 @@ pub fn start(opts: Options) -> (Supervisor, tokio::task::JoinHandle<()>) {
     };
     orch.set_spec_errors(&set);
     let mut adoptions = crate::adopt::find(&opts.home, &set.specs, &state);
+    adoptions.extend(containers);
     for spec in set.specs {
         let name = spec.name.clone();
         let rec = state.services.get(&name);
@@ -233,16 +246,6 @@ pub fn start(opts: Options) -> (Supervisor, tokio::task::JoinHandle<()>) {
         },
         join,
     )
-}
-
-fn load_specs(dir: &std::path::Path) -> SpecSet {
-    match aurelia_spec::load_path(dir) {
-        Ok(set) => set,
-        Err(e) => {
-            tracing::error!("cannot read the services directory {}: {e}", dir.display());
-            SpecSet::default()
-        }
-    }
 }
 
 struct Shutdown {

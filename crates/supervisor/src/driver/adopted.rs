@@ -54,6 +54,7 @@ impl AdoptedProcess {
 
     fn unknown_exit() -> ExitInfo {
         ExitInfo {
+            note: None,
             code: None,
             signal: None,
             at: crate::clock::now(),

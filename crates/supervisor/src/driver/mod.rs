@@ -12,6 +12,8 @@
 //! up to `stop_timeout` for every member to exit, SIGKILL the group, wait again.
 
 pub mod adopted;
+#[cfg(feature = "container")]
+pub mod container;
 pub mod native;
 
 use std::future::Future;
@@ -64,11 +66,32 @@ pub trait Process: Send {
 
 /// Why a start failed; the message is shown in `status` as the service's last error.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartError(pub String);
+pub struct StartError {
+    pub message: String,
+    /// The cause is outside the service and expected to pass (the Docker engine is not
+    /// running): retried with backoff without using up `max_attempts`.
+    pub transient: bool,
+}
+
+impl StartError {
+    pub fn new(message: impl Into<String>) -> StartError {
+        StartError {
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    pub fn transient(message: impl Into<String>) -> StartError {
+        StartError {
+            message: message.into(),
+            transient: true,
+        }
+    }
+}
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -91,8 +114,8 @@ impl Driver for NoContainers {
         _ctx: StartContext<'a>,
     ) -> BoxFuture<'a, Result<Box<dyn Process>, StartError>> {
         Box::pin(async {
-            Err(StartError(
-                "this aurelia was built without container support (cargo feature `container`); rebuild it with default features".into(),
+            Err(StartError::new(
+                "this aurelia was built without container support (cargo feature `container`); rebuild it with default features",
             ))
         })
     }
@@ -220,7 +243,7 @@ pub fn resolve_cwd(spec: &Spec, port: Option<u16>) -> Result<PathBuf, StartError
     let cwd = match &spec.working_dir {
         Some(wd) => {
             let e = expand::expand(wd, &home_dir(), &lookup)
-                .map_err(|e| StartError(format!("service.working_dir: {e}")))?;
+                .map_err(|e| StartError::new(format!("service.working_dir: {e}")))?;
             let p = PathBuf::from(e);
             if p.is_absolute() {
                 p
@@ -243,12 +266,12 @@ pub fn resolve_env(
     let mut env = injected_env(spec, port, home);
     for (k, v) in &spec.env {
         let val = expand::expand(v, &home_dir(), &lookup)
-            .map_err(|e| StartError(format!("env.{k}: {e}")))?;
+            .map_err(|e| StartError::new(format!("env.{k}: {e}")))?;
         env.push((k.clone(), val));
     }
     if !spec.secrets.is_empty() {
         let keys: Vec<&str> = spec.secrets.keys().map(String::as_str).collect();
-        return Err(StartError(format!(
+        return Err(StartError::new(format!(
             "this service needs secrets ({}), and this version of Aurelia has no secret store yet; pass them through env for now",
             keys.join(", ")
         )));
@@ -263,13 +286,13 @@ pub fn resolve(spec: &Spec, port: Option<u16>, home: &Home) -> Result<Resolved, 
     match std::fs::metadata(&cwd) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
-            return Err(StartError(format!(
+            return Err(StartError::new(format!(
                 "working_dir {} is not a directory",
                 cwd.display()
             )));
         }
         Err(e) => {
-            return Err(StartError(format!(
+            return Err(StartError::new(format!(
                 "working_dir {} does not exist ({e}); create it or fix service.working_dir",
                 cwd.display()
             )));
@@ -279,17 +302,17 @@ pub fn resolve(spec: &Spec, port: Option<u16>, home: &Home) -> Result<Resolved, 
     let words = spec
         .command
         .as_ref()
-        .ok_or_else(|| StartError("no command".into()))?;
+        .ok_or_else(|| StartError::new("no command"))?;
     let mut expanded = Vec::with_capacity(words.len());
     for w in words {
         expanded.push(
             expand::expand(w, &home_dir(), &lookup)
-                .map_err(|e| StartError(format!("service.command: {e}")))?,
+                .map_err(|e| StartError::new(format!("service.command: {e}")))?,
         );
     }
     let (prog, args) = expanded
         .split_first()
-        .ok_or_else(|| StartError("empty command".into()))?;
+        .ok_or_else(|| StartError::new("empty command"))?;
     let path_var = env
         .iter()
         .rev()
@@ -321,12 +344,12 @@ pub fn find_program(
         let p = PathBuf::from(prog);
         let p = if p.is_absolute() { p } else { cwd.join(p) };
         return match std::fs::metadata(&p) {
-            Err(_) => Err(StartError(format!(
+            Err(_) => Err(StartError::new(format!(
                 "command not found: {} does not exist",
                 p.display()
             ))),
-            Ok(m) if !m.is_file() => Err(StartError(format!("{} is not a file", p.display()))),
-            Ok(_) if !is_executable(&p) => Err(StartError(format!(
+            Ok(m) if !m.is_file() => Err(StartError::new(format!("{} is not a file", p.display()))),
+            Ok(_) if !is_executable(&p) => Err(StartError::new(format!(
                 "{} is not executable (chmod +x it)",
                 p.display()
             ))),
@@ -339,7 +362,7 @@ pub fn find_program(
             return Ok(p);
         }
     }
-    Err(StartError(format!(
+    Err(StartError::new(format!(
         "command not found: {prog} (searched PATH={path_var})"
     )))
 }
@@ -398,6 +421,7 @@ pub fn clean_group_after_exit(pgid: u32, timeout: Duration) {
 pub fn exit_info(status: std::process::ExitStatus) -> ExitInfo {
     use std::os::unix::process::ExitStatusExt;
     ExitInfo {
+        note: None,
         code: status.code(),
         signal: status.signal().map(|s| {
             Signal::try_from(s)
@@ -405,5 +429,47 @@ pub fn exit_info(status: std::process::ExitStatus) -> ExitInfo {
                 .unwrap_or_else(|_| format!("signal {s}"))
         }),
         at: crate::clock::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_build_without_containers_says_so() {
+        let (spec, d) = aurelia_spec::load::load_str(
+            "service: {name: db, type: container, image: postgres:16}\n",
+            std::path::Path::new("/tmp/db.yaml"),
+        );
+        assert!(d.is_empty());
+        let spec = spec.expect("spec");
+        let home = Home::at("/tmp/aurelia-test-home");
+        let ctx = StartContext {
+            spec: &spec,
+            port: None,
+            home: &home,
+            log: None,
+        };
+        let err = NoContainers.start(ctx).await.err().expect("an error");
+        assert!(
+            err.message.contains("built without container support"),
+            "{err}"
+        );
+        assert!(!err.transient);
+    }
+
+    #[test]
+    fn programs_are_found_or_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let e = find_program("nope-not-here", dir.path(), "/usr/bin:/bin").unwrap_err();
+        assert_eq!(
+            e.message,
+            "command not found: nope-not-here (searched PATH=/usr/bin:/bin)"
+        );
+        assert!(find_program("sh", dir.path(), "/usr/bin:/bin").is_ok());
+        std::fs::write(dir.path().join("script"), "#!/bin/sh\n").expect("write");
+        let e = find_program("./script", dir.path(), "").unwrap_err();
+        assert!(e.message.contains("is not executable"), "{e}");
     }
 }

@@ -38,7 +38,7 @@ impl Driver for NativeDriver {
             if let Some(PortSpec::Static(p)) = ctx.spec.port
                 && !crate::ports::is_free(p)
             {
-                return Err(StartError(crate::ports::in_use_message(p)));
+                return Err(StartError::new(crate::ports::in_use_message(p)));
             }
             let mut cmd = tokio::process::Command::new(&r.program);
             cmd.args(&r.args)
@@ -52,7 +52,7 @@ impl Driver for NativeDriver {
                     let dup = |fd: &std::os::fd::OwnedFd| {
                         fd.try_clone()
                             .map(Stdio::from)
-                            .map_err(|e| StartError(format!("log pipe: {e}")))
+                            .map_err(|e| StartError::new(format!("log pipe: {e}")))
                     };
                     cmd.stdout(dup(&sink.out)?).stderr(dup(&sink.err)?);
                 }
@@ -60,12 +60,12 @@ impl Driver for NativeDriver {
                     cmd.stdout(Stdio::null()).stderr(Stdio::null());
                 }
             }
-            let child = cmd
-                .spawn()
-                .map_err(|e| StartError(format!("cannot start {}: {e}", r.program.display())))?;
-            let pid = child.id().ok_or_else(|| {
-                StartError("the process exited before it could be tracked".into())
+            let child = cmd.spawn().map_err(|e| {
+                StartError::new(format!("cannot start {}: {e}", r.program.display()))
             })?;
+            let pid = child
+                .id()
+                .ok_or_else(|| StartError::new("the process exited before it could be tracked"))?;
             Ok(Box::new(NativeProcess {
                 child,
                 pid,
@@ -98,6 +98,7 @@ impl Process for NativeProcess {
             let info = match self.child.wait().await {
                 Ok(s) => exit_info(s),
                 Err(e) => ExitInfo {
+                    note: None,
                     code: None,
                     signal: None,
                     at: format!("{} (wait failed: {e})", crate::clock::now()),
@@ -122,6 +123,7 @@ impl Process for NativeProcess {
                 match child.wait().await {
                     Ok(s) => exit_info(s),
                     Err(_) => ExitInfo {
+                        note: None,
                         code: None,
                         signal: None,
                         at: crate::clock::now(),
@@ -130,6 +132,7 @@ impl Process for NativeProcess {
             })
             .await;
             let exit = exit.unwrap_or(ExitInfo {
+                note: None,
                 code: None,
                 signal: Some("SIGKILL".into()),
                 at: crate::clock::now(),

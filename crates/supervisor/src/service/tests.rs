@@ -25,6 +25,7 @@ struct FakeChild {
 impl FakeChild {
     fn exit(&mut self, code: i32) {
         let _ = self.exit.take().expect("exit once").send(ExitInfo {
+            note: None,
             code: Some(code),
             signal: None,
             at: String::new(),
@@ -53,6 +54,7 @@ impl Process for FakeProcess {
             }
             let e = match self.exit.as_mut() {
                 Some(rx) => rx.await.unwrap_or(ExitInfo {
+                    note: None,
                     code: None,
                     signal: None,
                     at: String::new(),
@@ -68,6 +70,7 @@ impl Process for FakeProcess {
         self.stops.lock().unwrap().push((signal, timeout));
         Box::pin(async move {
             ExitInfo {
+                note: None,
                 code: None,
                 signal: Some(signal.as_str().to_string()),
                 at: String::new(),
@@ -92,7 +95,7 @@ impl Driver for FakeDriver {
         Box::pin(async move {
             self.starts.lock().unwrap().push(Instant::now());
             if let Some(e) = self.failures.lock().unwrap().pop_front() {
-                return Err(StartError(e));
+                return Err(StartError::new(e));
             }
             let pid = self.next_pid.fetch_add(1, Ordering::SeqCst);
             let (tx, rx) = oneshot::channel();
