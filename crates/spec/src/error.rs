@@ -50,8 +50,10 @@ impl Diagnostic {
         }
     }
 
+    /// Sets the key; an empty key (the file as a whole) leaves it unset, so nothing renders
+    /// as `file:1:1: : message`.
     pub fn key(mut self, key: &str) -> Diagnostic {
-        self.key = Some(key.to_string());
+        self.key = (!key.is_empty()).then(|| key.to_string());
         self
     }
 

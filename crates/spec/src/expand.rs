@@ -57,9 +57,11 @@ pub fn expand_vars(
                 chars.next();
                 let rest = &s[i + 2..];
                 let Some(end) = rest.find('}') else {
-                    return Err(ExpandError::Syntax(format!(
-                        "`${{` at byte {i} has no closing `}}`"
-                    )));
+                    let mut open: String = s[i..].chars().take(40).collect();
+                    if open.len() < s.len() - i {
+                        open.push('…');
+                    }
+                    return Err(ExpandError::Syntax(format!("`{open}` has no closing `}}`")));
                 };
                 let inner = &rest[..end];
                 let (name, default) = match inner.find(":-") {

@@ -6,7 +6,7 @@
 //! needs `command`, external needs `health`, `requires` within `after`, ...). Problems go into
 //! a list; loading goes on after each one, so a file with five mistakes shows five errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::duration::{self, GoDuration};
@@ -70,9 +70,17 @@ const SECTIONS: &[(&str, &[&str])] = &[
 
 /// Reads and loads one spec file. All problems, including I/O ones, come back as diagnostics.
 pub fn load_file(path: &Path) -> (Option<Spec>, Vec<Diagnostic>) {
+    let (spec, diags, _) = load_file_named(path);
+    (spec, diags)
+}
+
+/// [`load_file`], plus the service name the file declares (when `service.name` is a valid
+/// name), even if the file has errors: cross-file checks need to know that a dependency is
+/// defined, just not valid.
+pub(crate) fn load_file_named(path: &Path) -> (Option<Spec>, Vec<Diagnostic>, Option<String>) {
     match read_spec_file(path) {
-        Ok(text) => load_str(&text, path),
-        Err(d) => (None, vec![d]),
+        Ok(text) => load_str_named(&text, path),
+        Err(d) => (None, vec![d], None),
     }
 }
 
@@ -128,6 +136,11 @@ fn io_diag(path: &Path, e: &std::io::Error) -> Diagnostic {
 
 /// Loads a spec from YAML text. `path` is used for relative-path resolution and messages.
 pub fn load_str(text: &str, path: &Path) -> (Option<Spec>, Vec<Diagnostic>) {
+    let (spec, diags, _) = load_str_named(text, path);
+    (spec, diags)
+}
+
+fn load_str_named(text: &str, path: &Path) -> (Option<Spec>, Vec<Diagnostic>, Option<String>) {
     let mut diags = Vec::new();
     let root = match yaml::parse(text, &mut diags) {
         Ok(Some(root)) => root,
@@ -136,11 +149,11 @@ pub fn load_str(text: &str, path: &Path) -> (Option<Spec>, Vec<Diagnostic>) {
                 Diagnostic::file("file is empty".into())
                     .hint("a spec needs at least `service: {name: ..., type: ...}`"),
             );
-            return (None, diags);
+            return (None, diags, None);
         }
         Err(d) => {
             diags.push(d);
-            return (None, diags);
+            return (None, diags, None);
         }
     };
     let base_dir = path
@@ -154,17 +167,23 @@ pub fn load_str(text: &str, path: &Path) -> (Option<Spec>, Vec<Diagnostic>) {
         })
         .unwrap_or_else(|| PathBuf::from("."));
     let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
-    let mut w = Walker { diags: &mut diags };
+    let mut w = Walker {
+        diags: &mut diags,
+        name: None,
+    };
     let spec = w.spec(&root, base_dir, path.to_path_buf());
+    let name = w.name;
     if !diags.is_empty() {
         diags.sort_by_key(|d| (d.line, d.col));
-        return (None, diags);
+        return (None, diags, name);
     }
-    (spec, diags)
+    (spec, diags, name)
 }
 
 struct Walker<'d> {
     diags: &'d mut Vec<Diagnostic>,
+    /// The valid `service.name`, once seen.
+    name: Option<String>,
 }
 
 type Entries<'n> = &'n [(Node, Node)];
@@ -411,6 +430,7 @@ impl Walker<'_> {
                 positions.name = n.pos;
                 self.string(n, "service.name").and_then(|s| {
                     if valid_name(&s) {
+                        self.name = Some(s.clone());
                         Some(s)
                     } else {
                         self.err_hint(
@@ -585,6 +605,15 @@ impl Walker<'_> {
                     );
                     continue;
                 }
+                if let Some(text) = v.scalar().filter(|_| !v.is_null()) {
+                    self.err_hint(
+                        v.pos,
+                        &key,
+                        format!("secret `{var}` must name its store key under `keychain`"),
+                        format!("write `{var}: {{keychain: {text}}}`"),
+                    );
+                    continue;
+                }
                 let Some(se) = self.map(v, &key) else {
                     continue;
                 };
@@ -629,17 +658,18 @@ impl Walker<'_> {
         let mut args_pos = None;
         if let Some(n) = get("args") {
             args_pos = Some(n.pos);
-            args = self
-                .string_list(n, "args")
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(s, _)| s)
-                .collect();
+            for (a, pos) in self.string_list(n, "args").unwrap_or_default() {
+                self.syntax(&a, pos, "args");
+                args.push(a);
+            }
         }
 
         // dependencies
         let mut after = Vec::new();
         let mut requires = Vec::new();
+        // Membership sets, so a long list is not checked in quadratic time.
+        let mut after_set = HashSet::new();
+        let mut requires_set = HashSet::new();
         if let Some(d) = get("dependencies")
             && !d.is_null()
             && let Some(e) = self.map(d, "dependencies")
@@ -650,7 +680,7 @@ impl Walker<'_> {
                     .string_list(n, "dependencies.after")
                     .unwrap_or_default()
                 {
-                    if after.contains(&s) {
+                    if !after_set.insert(s.clone()) {
                         self.err(
                             pos,
                             "dependencies.after",
@@ -667,7 +697,7 @@ impl Walker<'_> {
                     .string_list(n, "dependencies.requires")
                     .unwrap_or_default()
                 {
-                    if requires.contains(&s) {
+                    if !requires_set.insert(s.clone()) {
                         self.err(
                             pos,
                             "dependencies.requires",
@@ -675,7 +705,7 @@ impl Walker<'_> {
                         );
                         continue;
                     }
-                    if !after.contains(&s) {
+                    if !after_set.contains(&s) {
                         self.err_hint(
                             pos,
                             "dependencies.requires",
@@ -720,11 +750,13 @@ impl Walker<'_> {
                 Some(t) => self.boolean(t, "routing.tls")?,
                 None => false,
             };
-            let tls_options =
-                lookup(e, "tls_options").and_then(|t| self.string(t, "routing.tls_options"));
-            if tls_options.is_some() && !tls {
+            let tls_options_node = lookup(e, "tls_options");
+            let tls_options = tls_options_node.and_then(|t| self.string(t, "routing.tls_options"));
+            if let (Some(_), Some(t)) = (&tls_options, tls_options_node)
+                && !tls
+            {
                 self.err_hint(
-                    r.pos,
+                    t.pos,
                     "routing.tls_options",
                     "`tls_options` is set but `tls` is not true".into(),
                     "add `tls: true`",
@@ -1050,11 +1082,11 @@ impl Walker<'_> {
                 node.pos,
                 "health.port",
                 format!(
-                    "a {} health check needs a port, and this service has none",
+                    "{} health check needs a port, and this service has none",
                     if matches!(probe, Probe::Http { .. }) {
-                        "http"
+                        "an http"
                     } else {
-                        "tcp"
+                        "a tcp"
                     }
                 ),
                 "set health.port or network.port",

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::error::Diagnostic;
 use crate::graph::Graph;
-use crate::load::{closest, load_file};
+use crate::load::{closest, load_file_named};
 use crate::model::Spec;
 
 /// The result of loading one file.
@@ -95,20 +95,25 @@ pub fn load_path(path: &Path) -> std::io::Result<SpecSet> {
 pub fn load_files(files: &[PathBuf]) -> SpecSet {
     let mut reports = Vec::new();
     let mut loaded: Vec<(usize, Spec)> = Vec::new();
+    // Services declared by files that did not load: a dependency on one of them is not an
+    // unknown name, it is a broken dependency.
+    let mut broken: Vec<(String, PathBuf)> = Vec::new();
     for f in files {
-        let (spec, errors) = load_file(f);
+        let (spec, errors, declared) = load_file_named(f);
         let idx = reports.len();
         reports.push(FileReport {
             file: f.clone(),
-            service: spec.as_ref().map(|s| s.name.clone()),
+            service: declared.clone(),
             ok: errors.is_empty(),
             errors,
         });
-        if let Some(s) = spec {
-            loaded.push((idx, s));
+        match spec {
+            Some(s) => loaded.push((idx, s)),
+            None => broken.extend(declared.map(|n| (n, f.clone()))),
         }
     }
-    let problems = cross_check(&loaded.iter().map(|(_, s)| s).collect::<Vec<_>>());
+    let problems =
+        cross_check_with_broken(&loaded.iter().map(|(_, s)| s).collect::<Vec<_>>(), &broken);
     let mut bad = vec![false; loaded.len()];
     for (i, d) in problems {
         bad[i] = true;
@@ -125,15 +130,24 @@ pub fn load_files(files: &[PathBuf]) -> SpecSet {
         .filter(|(_, b)| !b)
         .map(|((_, s), _)| s)
         .collect();
-    // A spec that depends on one that did not load cannot run either; its own file is fine,
-    // so it is reported there as an unknown dependency by cross_check above only if the name
-    // is unknown everywhere. Names of invalid files are known through their reports.
+    // A spec that depends on one that did not load cannot run either: cross_check reports
+    // that in its own file (as an unknown service, or as one whose file has errors), so it is
+    // left out above.
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     SpecSet { reports, specs }
 }
 
 /// Cross-file problems, as (index into `specs`, diagnostic).
 pub fn cross_check(specs: &[&Spec]) -> Vec<(usize, Diagnostic)> {
+    cross_check_with_broken(specs, &[])
+}
+
+/// [`cross_check`], knowing the services declared by files with errors (name, file), so a
+/// dependency on one of them says which file to fix instead of calling the name unknown.
+pub fn cross_check_with_broken(
+    specs: &[&Spec],
+    broken: &[(String, PathBuf)],
+) -> Vec<(usize, Diagnostic)> {
     let mut out = Vec::new();
     let mut first_by_name: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, s) in specs.iter().enumerate() {
@@ -156,21 +170,41 @@ pub fn cross_check(specs: &[&Spec]) -> Vec<(usize, Diagnostic)> {
             }
         }
     }
-    let names: Vec<&str> = first_by_name.keys().copied().collect();
+    let names: Vec<&str> = first_by_name
+        .keys()
+        .copied()
+        .chain(broken.iter().map(|(n, _)| n.as_str()))
+        .collect();
     for (i, s) in specs.iter().enumerate() {
         for (list, poss, key) in [
             (&s.after, &s.positions.after, "dependencies.after"),
             (&s.requires, &s.positions.requires, "dependencies.requires"),
         ] {
             for (dep, pos) in list.iter().zip(poss) {
-                if !first_by_name.contains_key(dep.as_str()) {
-                    let mut d = Diagnostic::at(*pos, format!("unknown service \"{dep}\"")).key(key);
-                    d = match closest(dep, &names) {
-                        Some(c) => d.hint(format!("did you mean \"{c}\"?")),
-                        None => d.hint("no spec file defines a service by that name"),
-                    };
-                    out.push((i, d));
+                if first_by_name.contains_key(dep.as_str()) {
+                    continue;
                 }
+                if let Some((_, file)) = broken.iter().find(|(n, _)| n == dep) {
+                    out.push((
+                        i,
+                        Diagnostic::at(
+                            *pos,
+                            format!(
+                                "service \"{dep}\" cannot start: its spec {} has errors",
+                                file.display()
+                            ),
+                        )
+                        .key(key)
+                        .hint("fix that file first"),
+                    ));
+                    continue;
+                }
+                let mut d = Diagnostic::at(*pos, format!("unknown service \"{dep}\"")).key(key);
+                d = match closest(dep, &names) {
+                    Some(c) => d.hint(format!("did you mean \"{c}\"?")),
+                    None => d.hint("no spec file defines a service by that name"),
+                };
+                out.push((i, d));
             }
         }
     }
@@ -197,9 +231,13 @@ pub fn cross_check(specs: &[&Spec]) -> Vec<(usize, Diagnostic)> {
     // again (bounded by the number of services).
     let mut excluded: Vec<(String, String)> = Vec::new();
     for _ in 0..=specs.len() {
+        // Only the first definition of each name: a duplicate (reported above) would
+        // otherwise replace it in the graph and hide its edges.
         let lists: Vec<(String, Vec<String>, Vec<String>)> = specs
             .iter()
-            .map(|s| {
+            .enumerate()
+            .filter(|(i, s)| first_by_name.get(s.name.as_str()) == Some(i))
+            .map(|(_, s)| {
                 let keep = |v: &[String]| -> Vec<String> {
                     v.iter()
                         .filter(|d| !excluded.iter().any(|(a, b)| *a == s.name && b == *d))

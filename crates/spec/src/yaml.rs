@@ -10,6 +10,8 @@
 //! depth is bounded, duplicate mapping keys are errors (a silently ignored duplicate is a typo
 //! that bites later), and `<<` merge keys are supported so anchors can share blocks.
 
+use std::collections::{HashMap, HashSet};
+
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
 use crate::error::Diagnostic;
@@ -98,17 +100,37 @@ pub fn parse(text: &str, diags: &mut Vec<Diagnostic>) -> Result<Option<Node>, Di
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| {
             let m = e.marker();
-            Diagnostic::at(
-                Pos {
-                    line: m.line(),
-                    col: m.col() + 1,
-                },
-                format!("invalid YAML: {}", e.info()),
-            )
+            let mut pos = Pos {
+                line: m.line(),
+                col: m.col() + 1,
+            };
+            if !e.info().contains("tab") {
+                return Diagnostic::at(pos, format!("invalid YAML: {}", e.info()));
+            }
+            // saphyr points at the start of the token it was scanning, which for a tab in the
+            // next line's indentation is on the previous line; point at the tab itself.
+            if let Some(tab) = first_tab_from_line(text, pos.line) {
+                pos = tab;
+            }
+            Diagnostic::at(pos, format!("invalid YAML: {}", e.info()))
+                .hint("indent with spaces; YAML does not allow tabs in indentation")
         })?;
         b.event(event, span)?;
     }
     Ok(b.root)
+}
+
+/// The position of the first tab on line `line` (1-based) or after it.
+fn first_tab_from_line(text: &str, line: usize) -> Option<Pos> {
+    text.lines()
+        .enumerate()
+        .skip(line.saturating_sub(1))
+        .find_map(|(i, l)| {
+            l.chars().position(|c| c == '\t').map(|c| Pos {
+                line: i + 1,
+                col: c + 1,
+            })
+        })
 }
 
 enum Frame {
@@ -121,8 +143,13 @@ enum Frame {
         pos: Pos,
         anchor: usize,
         entries: Vec<(Node, Node)>,
+        /// The keys of `entries` (`None` for a non-scalar key) and the line each is first
+        /// defined on: duplicate checks must not be quadratic in the number of keys.
+        keys: HashMap<Option<String>, usize>,
         /// Entries from `<<` merge keys; explicit entries override them.
         merged: Vec<(Node, Node)>,
+        /// The keys of `merged`.
+        merged_keys: HashSet<Option<String>>,
         pending_key: Option<Node>,
     },
 }
@@ -179,7 +206,9 @@ impl Builder<'_> {
                     pos,
                     anchor,
                     entries: Vec::new(),
+                    keys: HashMap::new(),
                     merged: Vec::new(),
+                    merged_keys: HashSet::new(),
                     pending_key: None,
                 });
             }
@@ -197,11 +226,12 @@ impl Builder<'_> {
                         pos,
                         anchor,
                         mut entries,
+                        keys,
                         merged,
                         ..
                     }) => {
                         for (k, v) in merged {
-                            if !entries.iter().any(|(ek, _)| ek.scalar() == k.scalar()) {
+                            if !keys.contains_key(&k.scalar().map(str::to_string)) {
                                 entries.push((k, v));
                             }
                         }
@@ -271,7 +301,9 @@ impl Builder<'_> {
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map {
                 entries,
+                keys,
                 merged,
+                merged_keys,
                 pending_key,
                 ..
             }) => match pending_key.take() {
@@ -287,23 +319,21 @@ impl Builder<'_> {
                 Some(key) => {
                     let name = key.scalar().unwrap_or_default().to_string();
                     if name == "<<" && key.scalar().is_some() {
-                        merge(merged, node, self.diags);
-                    } else if let Some((first, _)) = entries
-                        .iter()
-                        .find(|(k, _)| k.scalar() == Some(name.as_str()))
-                    {
+                        merge(merged, merged_keys, node, self.diags);
+                    } else if let Some(first_line) = keys.get(&Some(name.clone())) {
                         self.diags.push(
                             Diagnostic::at(
                                 key.pos,
                                 format!(
-                                    "duplicate key `{name}` (first defined at line {})",
-                                    first.pos.line
+                                    "duplicate key `{name}` (first defined at line {first_line})"
                                 ),
                             )
                             .key(&name)
                             .hint("remove one of them; YAML would silently keep only the last"),
                         );
                     } else {
+                        keys.entry(key.scalar().map(str::to_string))
+                            .or_insert(key.pos.line);
                         entries.push((key, node));
                     }
                 }
@@ -315,7 +345,12 @@ impl Builder<'_> {
 
 /// Collects a `<<` merge key's entries (the first mapping to define a key wins, as in YAML's
 /// merge spec); they are added to the mapping at its end, under its explicit keys.
-fn merge(entries: &mut Vec<(Node, Node)>, value: Node, diags: &mut Vec<Diagnostic>) {
+fn merge(
+    entries: &mut Vec<(Node, Node)>,
+    keys: &mut HashSet<Option<String>>,
+    value: Node,
+    diags: &mut Vec<Diagnostic>,
+) {
     let sources: Vec<Node> = match value.value {
         Value::Map(_) => vec![value],
         Value::Seq(items) => items,
@@ -331,7 +366,7 @@ fn merge(entries: &mut Vec<(Node, Node)>, value: Node, diags: &mut Vec<Diagnosti
         match src.value {
             Value::Map(src_entries) => {
                 for (k, v) in src_entries {
-                    if !entries.iter().any(|(ek, _)| ek.scalar() == k.scalar()) {
+                    if keys.insert(k.scalar().map(str::to_string)) {
                         entries.push((k, v));
                     }
                 }
