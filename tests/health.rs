@@ -15,7 +15,11 @@ fn httpd() -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -53,10 +57,16 @@ fn each_probe_type_goes_healthy() {
         assert_eq!(st.health, Some(HealthState::Healthy), "{n}");
     }
     let d = s.detail("job");
-    assert!(d.health_history.iter().any(|r| !r.ok), "exec probes failed until the marker existed");
+    assert!(
+        d.health_history.iter().any(|r| !r.ok),
+        "exec probes failed until the marker existed"
+    );
     assert!(d.health_history.last().unwrap().ok);
     let text = stdout(&s.cli(&["status", "web"]));
-    assert!(text.contains("recent probes:") && text.contains("http :"), "{text}");
+    assert!(
+        text.contains("recent probes:") && text.contains("http :"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -100,7 +110,10 @@ fn unhealthy_after_exactly_the_threshold_then_restarted() {
     let first = s.status("api").pid;
     let dep_pid = s.status("dep").pid;
     std::fs::write(&fail, "").unwrap();
-    wait_for("a restart", T, || s.try_status("api").is_some_and(|st| st.pid.is_some() && st.pid != first));
+    wait_for("a restart", T, || {
+        s.try_status("api")
+            .is_some_and(|st| st.pid.is_some() && st.pid != first)
+    });
     std::fs::remove_file(&fail).unwrap();
     let log = s.log("api");
     let restart_at = *note_times(&log, "started (pid").last().unwrap();
@@ -116,7 +129,10 @@ fn unhealthy_after_exactly_the_threshold_then_restarted() {
     let st = s.wait_state("api", ServiceState::Running, T);
     assert_eq!(st.restarts, 1);
     // its hard dependent was cascade-stopped and came back
-    wait_for("dep to return", T, || s.try_status("dep").is_some_and(|d| d.state == ServiceState::Running && d.pid != dep_pid));
+    wait_for("dep to return", T, || {
+        s.try_status("dep")
+            .is_some_and(|d| d.state == ServiceState::Running && d.pid != dep_pid)
+    });
 }
 
 #[test]
@@ -133,7 +149,11 @@ fn grace_period_delays_the_first_probe() {
     assert!(s.cli(&["up", "g"]).status.success());
     let started = *note_times(&s.log("g"), "started (pid").first().unwrap();
     let first_probe = parse_ts_ms(&s.detail("g").health_history[0].at).unwrap();
-    assert!(first_probe - started >= 690, "first probe {} ms after start", first_probe - started);
+    assert!(
+        first_probe - started >= 690,
+        "first probe {} ms after start",
+        first_probe - started
+    );
 }
 
 #[test]
@@ -145,7 +165,9 @@ fn a_hanging_exec_probe_is_killed_at_its_timeout() {
     );
     s.start_daemon();
     s.post("/v1/services/h/start");
-    wait_for("a timed-out probe", T, || !s.detail("h").health_history.is_empty());
+    wait_for("a timed-out probe", T, || {
+        !s.detail("h").health_history.is_empty()
+    });
     let r = &s.detail("h").health_history[0];
     assert!(!r.ok);
     assert_eq!(r.error.as_deref(), Some("timed out after 300ms"));
@@ -153,10 +175,18 @@ fn a_hanging_exec_probe_is_killed_at_its_timeout() {
     let sleepers = || {
         s.tagged_processes()
             .into_iter()
-            .filter(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().contains("987"))
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .unwrap_or_default()
+                    .contains("987")
+            })
             .count()
     };
-    wait_for("the hung probe to be killed", Duration::from_secs(5), || sleepers() == 0);
+    wait_for(
+        "the hung probe to be killed",
+        Duration::from_secs(5),
+        || sleepers() == 0,
+    );
 }
 
 #[test]
@@ -180,7 +210,10 @@ fn an_external_service_drives_its_dependents() {
     // db goes away: api is stopped; back: api returns
     drop(listener);
     let db = s.wait_state("db", ServiceState::Failed, T);
-    assert!(db.last_error.unwrap().contains("unhealthy"), "external unhealthy is explained");
+    assert!(
+        db.last_error.unwrap().contains("unhealthy"),
+        "external unhealthy is explained"
+    );
     s.wait_state("api", ServiceState::Waiting, T);
     let _listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     s.wait_state("api", ServiceState::Running, T);
@@ -197,11 +230,42 @@ fn misbehaving_targets_give_clear_failures() {
             httpd()
         )
     };
-    s.spec("refused", &spec("refused", "ok", &format!("{{type: tcp, port: {closed}, interval: 10s, timeout: 500ms}}")));
-    s.spec("hang", &spec("hang", "hang", "{type: http, interval: 10s, timeout: 500ms}"));
-    s.spec("huge", &spec("huge", "huge", "{type: http, interval: 10s, timeout: 2s}"));
-    s.spec("loop", &spec("loop", "redirect", "{type: http, interval: 10s, timeout: 500ms}"));
-    s.spec("nobin", &spec("nobin", "ok", "{type: exec, command: no-such-probe-binary, interval: 10s}"));
+    s.spec(
+        "refused",
+        &spec(
+            "refused",
+            "ok",
+            &format!("{{type: tcp, port: {closed}, interval: 10s, timeout: 500ms}}"),
+        ),
+    );
+    s.spec(
+        "hang",
+        &spec(
+            "hang",
+            "hang",
+            "{type: http, interval: 10s, timeout: 500ms}",
+        ),
+    );
+    s.spec(
+        "huge",
+        &spec("huge", "huge", "{type: http, interval: 10s, timeout: 2s}"),
+    );
+    s.spec(
+        "loop",
+        &spec(
+            "loop",
+            "redirect",
+            "{type: http, interval: 10s, timeout: 500ms}",
+        ),
+    );
+    s.spec(
+        "nobin",
+        &spec(
+            "nobin",
+            "ok",
+            "{type: exec, command: no-such-probe-binary, interval: 10s}",
+        ),
+    );
     s.start_daemon();
     let _ = s.cli(&["up", "--no-wait"]);
     // The servers need a moment to listen; the probe errors that matter come after that.
@@ -224,12 +288,22 @@ fn misbehaving_targets_give_clear_failures() {
     assert!(e.to_lowercase().contains("refused"), "{e}");
     error_like("hang", &|e| e == "timed out after 500ms");
     let e = error_like("loop", &|e| e.contains("HTTP 302"));
-    assert!(e.contains("HTTP 302 redirect to \"/healthz\"") && e.contains("not followed"), "{e}");
-    error_like("nobin", &|e| e == "health command not found: no-such-probe-binary");
+    assert!(
+        e.contains("HTTP 302 redirect to \"/healthz\"") && e.contains("not followed"),
+        "{e}"
+    );
+    error_like("nobin", &|e| {
+        e == "health command not found: no-such-probe-binary"
+    });
     // a 10 GB body is never read: healthy, quickly
     let huge = s.wait_state("huge", ServiceState::Running, T);
     assert_eq!(huge.health, Some(HealthState::Healthy));
-    let ok = s.detail("huge").health_history.into_iter().find(|r| r.ok).unwrap();
+    let ok = s
+        .detail("huge")
+        .health_history
+        .into_iter()
+        .find(|r| r.ok)
+        .unwrap();
     assert!(ok.latency_ms < 1000.0, "{ok:?}");
     assert!(s.client().get::<serde_json::Value>("/v1/health").is_ok());
 }
@@ -245,6 +319,14 @@ fn up_names_the_service_that_never_became_healthy() {
     let out = s.cli(&["up", "never", "--timeout", "20s"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("never is failed") && err.contains("never became healthy") && err.contains("refused"), "{err}");
-    assert!(s.status("never").pid.is_none(), "stopped, not left half-started");
+    assert!(
+        err.contains("never is failed")
+            && err.contains("never became healthy")
+            && err.contains("refused"),
+        "{err}"
+    );
+    assert!(
+        s.status("never").pid.is_none(),
+        "stopped, not left half-started"
+    );
 }

@@ -217,7 +217,7 @@ impl Events {
             if tty {
                 drawn = draw(targets, &states, &probe_errors, drawn, tick);
                 tick += 1;
-            } else {
+            } else if let Goal::Running { .. } = goal {
                 for t in targets {
                     if let Some(s) = states.get(t) {
                         if s.state == ServiceState::Stopped && !printed.contains_key(t) {
