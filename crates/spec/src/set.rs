@@ -254,17 +254,25 @@ pub fn cross_check_with_broken(
         );
         let Some(cycle) = g.find_cycle() else { break };
         let (first, next) = (&cycle[0], &cycle[1]);
-        if let Some(i) = specs.iter().position(|s| &s.name == first) {
+        // Every service on the cycle gets the error, at its edge to the next one: none of
+        // them can start, so none may load as if it were fine.
+        for pair in cycle.windows(2) {
+            let (from, to) = (&pair[0], &pair[1]);
+            let Some(i) = specs.iter().enumerate().position(|(k, s)| {
+                &s.name == from && first_by_name.get(s.name.as_str()) == Some(&k)
+            }) else {
+                continue;
+            };
             let s = specs[i];
             let pos = s
                 .after
                 .iter()
-                .position(|d| d == next)
+                .position(|d| d == to)
                 .map(|k| s.positions.after[k])
                 .or_else(|| {
                     s.requires
                         .iter()
-                        .position(|d| d == next)
+                        .position(|d| d == to)
                         .map(|k| s.positions.requires[k])
                 })
                 .unwrap_or(s.positions.name);

@@ -302,11 +302,16 @@ const SETS: &[SetCase] = &[
     ("duplicate_names", "api2.yaml", 3, "duplicate service name \"api\" (also defined in ", "service.name"),
     ("unknown_dependency", "api.yaml", 8, "unknown service \"postgress\"", "dependencies.after"),
     ("unknown_dependency", "api.yaml", 9, "unknown service \"redis\"", "dependencies.after"),
+    // Every member of a cycle is reported, at its edge to the next: none of them may load.
     ("cycle_two", "a.yaml", 7, "dependency cycle: a -> b -> a", "dependencies"),
+    ("cycle_two", "b.yaml", 7, "dependency cycle: a -> b -> a", "dependencies"),
     // The duplicate must not hide the first definition's edges from the cycle check.
     ("cycle_hidden_by_duplicate", "c.yaml", 3, "duplicate service name \"a\"", "service.name"),
     ("cycle_hidden_by_duplicate", "a.yaml", 7, "dependency cycle: a -> b -> a", "dependencies"),
+    ("cycle_hidden_by_duplicate", "b.yaml", 7, "dependency cycle: a -> b -> a", "dependencies"),
     ("cycle_three", "api.yaml", 7, "dependency cycle: api -> worker -> cache -> api", "dependencies"),
+    ("cycle_three", "worker.yaml", 7, "dependency cycle: api -> worker -> cache -> api", "dependencies"),
+    ("cycle_three", "cache.yaml", 8, "dependency cycle: api -> worker -> cache -> api", "dependencies"),
     ("port_clash", "web.yaml", 7, "port 8080 is also used by service \"api\"", "network.port"),
     // api.yaml's own two errors, and worker's dependency on it.
     ("broken_dependency", "api.yaml", 4, "unknown key `comand`", "service.comand"),
