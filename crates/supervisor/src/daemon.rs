@@ -176,6 +176,7 @@ impl Daemon {
             home: home.clone(),
             drivers: drivers(&config),
             relay: Some(RelaySettings {
+                launcher: crate::driver::RelayLauncher::start(),
                 exe: opts.relay_exe.clone(),
                 max_bytes: config.log_max_size,
                 max_files: config.log_max_files,

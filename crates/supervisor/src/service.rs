@@ -72,8 +72,9 @@ pub struct Snapshot {
 }
 
 /// Settings for the log relays.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RelaySettings {
+    pub launcher: crate::driver::RelayLauncher,
     pub exe: std::path::PathBuf,
     pub max_bytes: u64,
     pub max_files: u32,
@@ -430,10 +431,11 @@ impl Task {
             max_bytes: relay.max_bytes,
             max_files: relay.max_files,
         };
-        self.sink =
-            Some(LogSink::spawn(&relay.exe, &args).map_err(|e| {
+        self.sink = Some(
+            LogSink::spawn(&relay.launcher, &relay.exe, &args).map_err(|e| {
                 format!("cannot start the log relay ({}): {e}", relay.exe.display())
-            })?);
+            })?,
+        );
         Ok(())
     }
 

@@ -132,12 +132,68 @@ pub struct Drivers {
 pub struct LogSink {
     pub out: std::os::fd::OwnedFd,
     pub err: std::os::fd::OwnedFd,
-    relay: Option<tokio::process::Child>,
+    relay: RelayState,
+}
+
+enum RelayState {
+    None,
+    Pending(tokio::sync::oneshot::Receiver<std::io::Result<tokio::process::Child>>),
+    Running(tokio::process::Child),
+    Failed,
+}
+
+/// One queued relay start.
+struct Launch {
+    exe: PathBuf,
+    args: RelayArgs,
+    out_r: std::os::fd::OwnedFd,
+    err_r: std::os::fd::OwnedFd,
+    done: tokio::sync::oneshot::Sender<std::io::Result<tokio::process::Child>>,
+}
+
+/// Starts log relays one at a time, off the path of the service starts.
+///
+/// A service only needs the write ends of its pipes to start; what it writes waits in the
+/// pipe (1 MiB on Linux) until its relay runs. Starting 100 services at once is bound by
+/// process start-up CPU on a small machine, so the services go first and the relays follow
+/// on one queue instead of competing with them.
+#[derive(Clone)]
+pub struct RelayLauncher {
+    tx: tokio::sync::mpsc::UnboundedSender<Launch>,
+}
+
+impl RelayLauncher {
+    /// Starts the launcher task (needs a tokio runtime).
+    pub fn start() -> RelayLauncher {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Launch>();
+        tokio::spawn(async move {
+            while let Some(l) = rx.recv().await {
+                let r = tokio::process::Command::new(&l.exe)
+                    .args(l.args.to_args())
+                    .stdin(std::process::Stdio::from(l.out_r))
+                    .stdout(std::process::Stdio::from(l.err_r))
+                    .stderr(std::process::Stdio::inherit())
+                    .process_group(0)
+                    .kill_on_drop(false)
+                    .spawn();
+                if let Err(e) = &r {
+                    tracing::error!(service = %l.args.service, "cannot start the log relay ({}): {e}", l.exe.display());
+                }
+                let _ = l.done.send(r);
+                tokio::task::yield_now().await;
+            }
+        });
+        RelayLauncher { tx }
+    }
 }
 
 impl LogSink {
-    /// Creates the pipes and starts `relay_exe __log-relay ...` on their read ends.
-    pub fn spawn(relay_exe: &std::path::Path, args: &RelayArgs) -> std::io::Result<LogSink> {
+    /// Creates the pipes and queues `relay_exe __log-relay ...` on their read ends.
+    pub fn spawn(
+        launcher: &RelayLauncher,
+        relay_exe: &std::path::Path,
+        args: &RelayArgs,
+    ) -> std::io::Result<LogSink> {
         let (out_r, out_w) = cloexec_pipe()?;
         let (err_r, err_w) = cloexec_pipe()?;
         #[cfg(target_os = "linux")]
@@ -152,18 +208,21 @@ impl LogSink {
                 );
             }
         }
-        let relay = tokio::process::Command::new(relay_exe)
-            .args(args.to_args())
-            .stdin(std::process::Stdio::from(out_r))
-            .stdout(std::process::Stdio::from(err_r))
-            .stderr(std::process::Stdio::inherit())
-            .process_group(0)
-            .kill_on_drop(false)
-            .spawn()?;
+        let (done, rx) = tokio::sync::oneshot::channel();
+        launcher
+            .tx
+            .send(Launch {
+                exe: relay_exe.to_path_buf(),
+                args: args.clone(),
+                out_r,
+                err_r,
+                done,
+            })
+            .map_err(|_| std::io::Error::other("the relay launcher has stopped"))?;
         Ok(LogSink {
             out: out_w,
             err: err_w,
-            relay: Some(relay),
+            relay: RelayState::Pending(rx),
         })
     }
 
@@ -172,15 +231,23 @@ impl LogSink {
         LogSink {
             out,
             err,
-            relay: None,
+            relay: RelayState::None,
         }
     }
 
-    /// Whether the relay still runs (a sink whose relay died must be replaced).
+    /// Whether the relay runs or is about to (a sink whose relay died must be replaced).
     pub fn healthy(&mut self) -> bool {
+        if let RelayState::Pending(rx) = &mut self.relay {
+            match rx.try_recv() {
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return true,
+                Ok(Ok(child)) => self.relay = RelayState::Running(child),
+                Ok(Err(_)) | Err(_) => self.relay = RelayState::Failed,
+            }
+        }
         match &mut self.relay {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => true,
+            RelayState::Running(c) => matches!(c.try_wait(), Ok(None)),
+            RelayState::Failed => false,
+            RelayState::None | RelayState::Pending(_) => true,
         }
     }
 }

@@ -24,6 +24,16 @@ use crate::clock::rfc3339_millis;
 pub const MAX_RECORD: usize = 64 * 1024;
 /// An incomplete line is written out after this long without more data (prompts, progress).
 const PARTIAL_FLUSH_MS: i32 = 500;
+/// After a read that did not fill much of the buffer, wait this long before the next one.
+///
+/// A service that writes line by line (unbuffered output, `PYTHONUNBUFFERED=1`) would
+/// otherwise wake the relay on every write, and each write would pay for that wake-up. With
+/// the pause the writes land in the pipe without waking anyone, and one read takes hundreds
+/// of them. Live output is delayed by at most this much; an idle relay still sleeps in
+/// `poll` without waking.
+const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+/// Reads smaller than this are followed by [`BATCH_PAUSE`].
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// Arguments of the relay, as passed on its command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +194,7 @@ impl LineSplitter {
     /// Appends records for the complete lines in `data` to `out`.
     pub fn feed(&mut self, data: &[u8], ts: &str, tag: u8, out: &mut Vec<u8>) {
         let mut rest = data;
-        while let Some(nl) = memchr(b'\n', rest) {
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
             let line = &rest[..nl];
             if self.partial.is_empty() {
                 emit(out, ts, tag, line);
@@ -225,10 +235,6 @@ fn emit(out: &mut Vec<u8>, ts: &str, tag: u8, line: &[u8]) {
     out.push(b' ');
     out.extend_from_slice(line);
     out.push(b'\n');
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|b| *b == needle)
 }
 
 /// Relays `out_fd` (stdout) and `err_fd` (stderr) into the log file until both close.
@@ -274,6 +280,7 @@ pub fn run(args: &RelayArgs, out_fd: RawFd, err_fd: RawFd) -> io::Result<()> {
                 s.flush(&ts, tags[i], &mut out);
             }
         }
+        let mut got = 0usize;
         for i in 0..fds.len() {
             if fds[i].fd < 0 || fds[i].revents == 0 {
                 continue;
@@ -281,6 +288,7 @@ pub fn run(args: &RelayArgs, out_fd: RawFd, err_fd: RawFd) -> io::Result<()> {
             // SAFETY: reading into our own buffer from an fd we were given.
             let r = unsafe { libc::read(fds[i].fd, buf.as_mut_ptr().cast(), buf.len()) };
             if r > 0 {
+                got += r as usize;
                 splitters[i].feed(&buf[..r as usize], &ts, tags[i], &mut out);
             } else if r == 0 {
                 splitters[i].flush(&ts, tags[i], &mut out);
@@ -300,6 +308,9 @@ pub fn run(args: &RelayArgs, out_fd: RawFd, err_fd: RawFd) -> io::Result<()> {
                 eprintln!("aurelia log relay: writing {}: {e}", args.file.display());
             }
             out.clear();
+        }
+        if got > 0 && got < BATCH_BYTES && fds.iter().all(|f| f.fd >= 0) {
+            std::thread::sleep(BATCH_PAUSE);
         }
     }
     Ok(())
