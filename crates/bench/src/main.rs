@@ -743,26 +743,29 @@ fn logs(opts: &Opts, r: &mut Report) {
     );
     let rounds = if opts.quick { 3 } else { 5 };
     let tmp = std::env::temp_dir().join(format!("aurelia-bench-elapsed-{}", std::process::id()));
-    let writers: [(&str, Vec<String>); 2] = [
+    let py = |unbuffered: bool| -> Vec<String> {
+        let mut v = vec!["python3".to_string()];
+        if unbuffered {
+            v.push("-u".into());
+        }
+        v.push("-c".into());
+        v.push(format!(
+            "import time,sys\nt=time.perf_counter()\nfor i in range(1,{lines}+1): print(i)\nsys.stdout.flush()\nopen('{}','w').write(str(int((time.perf_counter()-t)*1e9)))",
+            tmp.display()
+        ));
+        v
+    };
+    let writers: [(&str, Vec<String>); 3] = [
         (
-            "native writer (64 KiB writes)",
+            "native writer, 64 KiB writes",
             vec![
                 linegen.display().to_string(),
                 lines.to_string(),
                 tmp.display().to_string(),
             ],
         ),
-        (
-            "python3 print loop",
-            vec![
-                "python3".into(),
-                "-c".into(),
-                format!(
-                    "import time,sys\nt=time.perf_counter()\nfor i in range(1,{lines}+1): print(i)\nsys.stdout.flush()\nopen('{}','w').write(str(int((time.perf_counter()-t)*1e9)))",
-                    tmp.display()
-                ),
-            ],
-        ),
+        ("python3 print loop, block-buffered", py(false)),
+        ("python3 -u print loop, one write per print", py(true)),
     ];
     for (label, argv) in writers {
         if argv[0] == "python3" && Command::new("python3").arg("-V").output().is_err() {
@@ -772,6 +775,7 @@ fn logs(opts: &Opts, r: &mut Report) {
         let run_direct = || -> f64 {
             Command::new(&argv[0])
                 .args(&argv[1..])
+                .env("PYTHONUNBUFFERED", "")
                 .stdout(Stdio::null())
                 .status()
                 .expect("run");
@@ -796,7 +800,7 @@ fn logs(opts: &Opts, r: &mut Report) {
                 .join(" ");
             d.spec(
                 &name,
-                &format!("service:\n  name: {name}\n  type: native\n  command: {}\nrestart: {{policy: never}}\n", serde_json::to_string(&cmd).expect("json")),
+                &format!("service:\n  name: {name}\n  type: native\n  command: {}\nrestart: {{policy: never}}\nenv: {{PYTHONUNBUFFERED: ''}}\n", serde_json::to_string(&cmd).expect("json")),
             );
             let _: serde_json::Value = d.client().post("/v1/reload", None::<&()>).expect("reload");
             let _ = std::fs::remove_file(&tmp);

@@ -16,7 +16,7 @@
 //! The task publishes a [`Snapshot`] through a `watch` channel after every change and tells the
 //! supervisor which service changed; it never looks at other services. Ordering, cascades and
 //! "who is wanted" are the supervisor's business. All waiting is event-driven (child exit,
-//! timers for backoff, probes and the 60 s stability reset); an idle service costs nothing.
+//! timers only for a pending backoff or probe); an idle service costs nothing.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -262,13 +262,6 @@ impl Task {
                     None => std::future::pending().await,
                 }
             };
-            let stable_at = self.stable_at;
-            let stable = async move {
-                match stable_at {
-                    Some(t) => sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 biased;
                 c = self.rx.recv() => match c {
@@ -284,10 +277,6 @@ impl Task {
                 outcome = probe_done => self.on_probe(outcome).await,
                 _ = backoff => self.start_attempt().await,
                 _ = probe_due => self.launch_probe(),
-                _ = stable => {
-                    self.stable_at = None;
-                    self.attempts = 0;
-                }
             }
         }
     }
@@ -506,6 +495,14 @@ impl Task {
         self.publish();
     }
 
+    /// The attempt counter resets once a run has lasted [`STABLE_AFTER`]. Checked when the run
+    /// ends rather than with a timer, so a long-running service costs no wake-up.
+    fn forgive_if_stable(&mut self) {
+        if self.stable_at.take().is_some_and(|t| Instant::now() >= t) {
+            self.attempts = 0;
+        }
+    }
+
     /// A failed start or an unwanted exit: restart per policy, or give up.
     fn on_failure(&mut self, reason: String) {
         self.note(&reason);
@@ -550,7 +547,7 @@ impl Task {
             p.reap_leftovers(self.spec.stop_timeout.to_std());
         }
         self.end_health();
-        self.stable_at = None;
+        self.forgive_if_stable();
         self.started_at = None;
         self.adopted = false;
         let failed = exit.code != Some(0);
@@ -680,6 +677,7 @@ impl Task {
                         self.publish();
                     }
                 } else {
+                    self.forgive_if_stable();
                     self.stop_process().await;
                     self.on_failure(reason);
                 }
