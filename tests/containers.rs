@@ -205,7 +205,7 @@ fn a_crashing_container_is_restarted_on_failure() {
     let _ = s.cli(&["up", "--no-wait"]);
     let st = s.wait_state(&crash, ServiceState::Failed, T);
     assert_eq!(st.restarts, 2);
-    assert!(st.last_error.unwrap().contains("exit code 3"));
+    assert!(st.last_error.unwrap().contains("exited with code 3"));
     assert_eq!(s.log(&crash).matches(" O boom").count(), 3);
 }
 

@@ -256,7 +256,7 @@ fn restart_policy_on_failure_backs_off_exponentially_then_gives_up() {
     let st = s.wait_state("flaky", ServiceState::Failed, T);
     let err = st.last_error.unwrap_or_default();
     assert!(
-        err.contains("exit code 3") && err.contains("gave up after 3"),
+        err.contains("exited with code 3") && err.contains("gave up after 3"),
         "{err}"
     );
     assert_eq!(st.restarts, 3);
@@ -314,7 +314,11 @@ fn restart_policy_fixed_always_and_never() {
     let st = s.wait_state("once", ServiceState::Failed, T);
     assert_eq!(st.restarts, 0);
     assert_eq!(note_times(&s.log("once"), "started (pid").len(), 1);
-    assert!(st.last_error.unwrap_or_default().contains("exit code 1"));
+    assert!(
+        st.last_error
+            .unwrap_or_default()
+            .contains("exited with code 1")
+    );
     // on-failure: a clean exit is a completed run, not a failure
     let st = s.wait_state("clean", ServiceState::Completed, T);
     assert_eq!(st.restarts, 0);
@@ -386,6 +390,16 @@ fn start_failures_count_as_attempts_and_explain_themselves() {
         e.contains("command not found: surely-not-a-command-xyz"),
         "{e}"
     );
+    // asking again reports the same failure again, promptly
+    let t = Instant::now();
+    let out = s.cli(&["up", "notonpath", "--timeout", "30s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("command not found"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     // the others are unaffected, the daemon is fine
     s.wait_state("fine", ServiceState::Running, T);
     let table = stdout(&s.cli(&["status"]));
@@ -454,4 +468,36 @@ fn sigint_stops_everything_sigterm_leaves_it_running() {
         "nothing left: {:?}",
         s.tagged_processes()
     );
+}
+
+#[test]
+fn up_restarts_a_failed_service_after_its_dependencies() {
+    let mut s = Stack::new();
+    let marker = s.work.join("ok");
+    let x = s.script(
+        "x.sh",
+        &format!(
+            "[ -e {} ] || {{ echo not yet; exit 1; }}\nexec sleep 1000",
+            marker.display()
+        ),
+    );
+    s.spec("dep", &native("dep", "sleep 1000", ""));
+    s.spec(
+        "x",
+        &native(
+            "x",
+            &x.display().to_string(),
+            "restart:\n  policy: never\ndependencies:\n  after: [dep]\n  requires: [dep]\n",
+        ),
+    );
+    s.start_daemon();
+    let _ = s.cli(&["up"]);
+    s.wait_state("x", ServiceState::Failed, T);
+    assert!(s.cli(&["down", "dep"]).status.success());
+    s.wait_state("dep", ServiceState::Stopped, T);
+    std::fs::write(&marker, "").unwrap();
+    let out = s.cli(&["up", "x"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(s.status("dep").state, ServiceState::Running);
+    assert_eq!(s.status("x").state, ServiceState::Running);
 }

@@ -121,6 +121,9 @@ impl Events {
         let mut states: BTreeMap<String, ServiceStatus> = BTreeMap::new();
         let mut changed: BTreeMap<String, bool> = BTreeMap::new();
         let mut since: BTreeMap<String, Instant> = BTreeMap::new();
+        // Events seen per service: the first is its state from before the request (the
+        // stream starts with a snapshot), so a failure counts only from the second on.
+        let mut seen: BTreeMap<String, u32> = BTreeMap::new();
         let mut printed: BTreeMap<String, String> = BTreeMap::new();
         let mut probe_errors: BTreeMap<String, String> = BTreeMap::new();
         let mut last_detail = Instant::now();
@@ -140,6 +143,7 @@ impl Events {
                     {
                         since.insert(s.name.clone(), Instant::now());
                     }
+                    *seen.entry(s.name.clone()).or_default() += 1;
                     states.insert(s.name.clone(), s);
                 }
                 Ok(Ok(Event::Removed { service })) => {
@@ -185,13 +189,15 @@ impl Events {
                     continue;
                 }
                 if let Goal::Running { .. } = goal {
-                    if s.state == ServiceState::Failed {
+                    let fresh = |n: &str| seen.get(n).copied().unwrap_or(0) >= 2;
+                    if s.state == ServiceState::Failed && fresh(t) {
                         failed.push(failure(s, probe_errors.get(t)));
                     } else if s.state == ServiceState::Waiting {
                         for d in &s.waiting_for {
-                            if states
-                                .get(d)
-                                .is_some_and(|ds| ds.state == ServiceState::Failed)
+                            if fresh(d)
+                                && states
+                                    .get(d)
+                                    .is_some_and(|ds| ds.state == ServiceState::Failed)
                             {
                                 failed.push(format!("{t}: waits for {d}, which failed"));
                             }

@@ -290,6 +290,11 @@ impl Task {
                 if self.spec.kind != ServiceKind::External && startable {
                     if reset {
                         self.attempts = 0;
+                        if matches!(self.state, ServiceState::Failed | ServiceState::Completed) {
+                            // Say that a new run begins, even if it fails the same way again.
+                            self.state = ServiceState::Stopped;
+                            self.publish();
+                        }
                     }
                     self.port = port;
                     self.start_attempt().await;
@@ -330,6 +335,12 @@ impl Task {
                 }
             }
             Control::Wait { waiting_for } => {
+                if matches!(self.state, ServiceState::Failed | ServiceState::Completed) {
+                    // `up` of a service that gave up, whose dependencies are not ready yet:
+                    // wait for them with a fresh attempt count, then start as usual.
+                    self.attempts = 0;
+                    self.state = ServiceState::Stopped;
+                }
                 if matches!(self.state, ServiceState::Stopped | ServiceState::Waiting)
                     && (self.state != ServiceState::Waiting || self.waiting_for != waiting_for)
                 {
@@ -551,7 +562,12 @@ impl Task {
         self.started_at = None;
         self.adopted = false;
         let failed = exit.code != Some(0);
-        let reason = format!("exited with {exit}");
+        let reason = match (&exit.code, &exit.signal, &exit.note) {
+            (Some(c), _, _) => format!("exited with code {c}"),
+            (None, Some(sig), _) => format!("was killed by {sig}"),
+            (None, None, Some(n)) => n.clone(),
+            (None, None, None) => "exited (status unknown)".to_string(),
+        };
         self.last_exit = Some(exit);
         match (self.spec.restart.policy, failed) {
             (RestartPolicy::Always, _) | (RestartPolicy::OnFailure, true) => {

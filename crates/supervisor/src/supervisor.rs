@@ -782,6 +782,9 @@ impl Orchestrator {
             })
             .cloned()
             .collect();
+        if done.is_empty() {
+            return;
+        }
         for name in done {
             self.removing.remove(&name);
             if let Some(h) = self.handles.remove(&name) {

@@ -634,12 +634,7 @@ async fn pump_logs(docker: Docker, id: String, log: LogTarget, resume: bool) {
                     }
                 }
             }
-            out.extend_from_slice(ts.as_bytes());
-            out.push(b' ');
-            out.push(tag);
-            out.push(b' ');
-            out.extend_from_slice(line);
-            out.push(b'\n');
+            crate::logs::relay::emit(&mut out, &ts, tag, line);
         }
         if !out.is_empty() {
             if let Err(e) = writer.append(&out) {

@@ -226,7 +226,8 @@ impl LineSplitter {
     }
 }
 
-fn emit(out: &mut Vec<u8>, ts: &str, tag: u8, line: &[u8]) {
+/// Appends one record (`ts tag line\n`, a trailing `\r` dropped) to `out`.
+pub fn emit(out: &mut Vec<u8>, ts: &str, tag: u8, line: &[u8]) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     out.reserve(ts.len() + line.len() + 4);
     out.extend_from_slice(ts.as_bytes());

@@ -205,7 +205,7 @@ async fn exponential_backoff_then_failed() {
     let snap = h.state_is(ServiceState::Failed).await;
     let err = snap.status.last_error.unwrap();
     assert!(
-        err.contains("exit code 1") && err.contains("gave up after 3"),
+        err.contains("exited with code 1") && err.contains("gave up after 3"),
         "{err}"
     );
     assert_eq!(snap.status.restarts, 3);
@@ -230,7 +230,7 @@ async fn backoff_state_explains_the_wait() {
     let snap = h.state_is(ServiceState::Backoff).await;
     let err = snap.status.last_error.unwrap();
     assert!(
-        err.contains("exit code 7") && err.contains("restarting in 1s (attempt 1/3)"),
+        err.contains("exited with code 7") && err.contains("restarting in 1s (attempt 1/3)"),
         "{err}"
     );
     assert_eq!(snap.status.last_exit.and_then(|e| e.code), Some(7));
