@@ -406,3 +406,31 @@ fn no_engine_at_all_is_explained_and_retried() {
     assert_eq!(st.restarts, 0, "engine trouble does not use up attempts");
     s.wait_state("native", ServiceState::Running, T);
 }
+
+#[test]
+fn pull_policies_are_honoured() {
+    if !engine() {
+        return;
+    }
+    let (mut s, _c) = stack();
+    let present = uniq("pullmissing");
+    let always = uniq("pullalways");
+    // present locally: `missing` does not pull, it just runs
+    s.spec(
+        "present",
+        &format!("service: {{name: {present}, type: container, image: {IMAGE}, pull: missing}}\nargs: [sleep, '1000']\n"),
+    );
+    // a local-only image cannot be pulled: `always` tries, and says what went wrong
+    s.spec(
+        "always",
+        &format!("service: {{name: {always}, type: container, image: {IMAGE}, pull: always}}\nargs: [sleep, '1000']\nrestart: {{policy: never}}\n"),
+    );
+    s.start_daemon();
+    let _ = s.cli(&["up", "--no-wait"]);
+    s.wait_state(&present, ServiceState::Running, T);
+    let e = s
+        .wait_state(&always, ServiceState::Failed, T)
+        .last_error
+        .unwrap();
+    assert!(e.starts_with(&format!("pulling image {IMAGE}:")), "{e}");
+}
