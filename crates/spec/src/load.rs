@@ -424,6 +424,8 @@ impl Walker<'_> {
         let svc = self.map(service_node, "service")?;
         self.check_keys(svc, SERVICE_KEYS, "service");
         let sget = |k: &str| lookup(svc, k);
+        // "missing X" errors point at the block's own key line (`service:`).
+        let service_key = key_pos(top, "service").unwrap_or(service_node.pos);
 
         let name = match sget("name") {
             Some(n) => {
@@ -444,11 +446,7 @@ impl Walker<'_> {
                 })
             }
             None => {
-                self.err(
-                    service_node.pos,
-                    "service.name",
-                    "missing `service.name`".into(),
-                );
+                self.err(service_key, "service.name", "missing `service.name`".into());
                 None
             }
         };
@@ -464,7 +462,7 @@ impl Walker<'_> {
             ),
             None => {
                 self.err_hint(
-                    service_node.pos,
+                    service_key,
                     "service.type",
                     "missing `service.type`".into(),
                     "one of native, container, external",
@@ -738,7 +736,7 @@ impl Walker<'_> {
                 Some(h) => self.string(h, "routing.hostname"),
                 None => {
                     self.err_hint(
-                        r.pos,
+                        key_pos(top, "routing").unwrap_or(r.pos),
                         "routing.hostname",
                         "missing `routing.hostname`".into(),
                         "e.g. hostname: api.localhost",
@@ -1179,6 +1177,14 @@ fn lookup<'n>(entries: Entries<'n>, key: &str) -> Option<&'n Node> {
         .iter()
         .find(|(k, _)| k.scalar() == Some(key))
         .map(|(_, v)| v)
+}
+
+/// Where `key` itself is written in a mapping (the key, not its value).
+fn key_pos(entries: Entries<'_>, key: &str) -> Option<Pos> {
+    entries
+        .iter()
+        .find(|(k, _)| k.scalar() == Some(key))
+        .map(|(k, _)| k.pos)
 }
 
 fn join(section: &str, key: &str) -> String {

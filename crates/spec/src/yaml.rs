@@ -150,6 +150,8 @@ enum Frame {
         merged: Vec<(Node, Node)>,
         /// The keys of `merged`.
         merged_keys: HashSet<Option<String>>,
+        /// The dotted path of this mapping (`service`, `health`), for messages.
+        path: String,
         pending_key: Option<Node>,
     },
 }
@@ -202,6 +204,7 @@ impl Builder<'_> {
             Event::MappingStart(anchor, _) => {
                 self.depth_check(pos)?;
                 self.count(1, pos)?;
+                let path = self.child_path();
                 self.stack.push(Frame::Map {
                     pos,
                     anchor,
@@ -209,6 +212,7 @@ impl Builder<'_> {
                     keys: HashMap::new(),
                     merged: Vec::new(),
                     merged_keys: HashSet::new(),
+                    path,
                     pending_key: None,
                 });
             }
@@ -295,6 +299,30 @@ impl Builder<'_> {
         self.anchors[anchor] = Some(node.clone());
     }
 
+    /// The dotted path of a node about to start under the current frame.
+    fn child_path(&self) -> String {
+        match self.stack.last() {
+            Some(Frame::Map {
+                path, pending_key, ..
+            }) => {
+                let key = pending_key.as_ref().and_then(Node::scalar).unwrap_or("");
+                if path.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{path}.{key}")
+                }
+            }
+            Some(Frame::Seq { .. }) => {
+                let parent = match self.stack.iter().rev().nth(1) {
+                    Some(Frame::Map { path, .. }) => path.clone(),
+                    _ => String::new(),
+                };
+                format!("{parent}[]")
+            }
+            None => String::new(),
+        }
+    }
+
     fn push(&mut self, node: Node) -> Result<(), Diagnostic> {
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -304,6 +332,7 @@ impl Builder<'_> {
                 keys,
                 merged,
                 merged_keys,
+                path,
                 pending_key,
                 ..
             }) => match pending_key.take() {
@@ -328,7 +357,11 @@ impl Builder<'_> {
                                     "duplicate key `{name}` (first defined at line {first_line})"
                                 ),
                             )
-                            .key(&name)
+                            .key(&if path.is_empty() {
+                                name.clone()
+                            } else {
+                                format!("{path}.{name}")
+                            })
                             .hint("remove one of them; YAML would silently keep only the last"),
                         );
                     } else {
@@ -422,6 +455,8 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert!(d[0].message.contains("duplicate key `a`"), "{:?}", d[0]);
         assert_eq!(d[0].line, 3);
+        let (_, d) = tree("service:\n  name: a\n  name: b\n");
+        assert_eq!(d[0].key.as_deref(), Some("service.name"));
     }
 
     #[test]

@@ -70,8 +70,8 @@ const BAD: &[BadCase] = &[
     ("unhealthy_threshold_zero.yaml", 11, "`health.unhealthy_threshold` must be at least 1", Some("health.unhealthy_threshold")),
     ("boolean_yes.yaml", 11, "`routing.tls` must be true or false, found \"yes\"", Some("routing.tls")),
     // Required fields and enumerations.
-    ("missing_name.yaml", 2, "missing `service.name`", Some("service.name")),
-    ("missing_type.yaml", 2, "missing `service.type`", Some("service.type")),
+    ("missing_name.yaml", 1, "missing `service.name`", Some("service.name")),
+    ("missing_type.yaml", 1, "missing `service.type`", Some("service.type")),
     ("missing_service_block.yaml", 1, "missing the `service` block", Some("service")),
     ("unknown_type.yaml", 3, "unknown service.type \"nativ\"; expected one of native, container, external (did you mean \"native\"?)", Some("service.type")),
     ("unknown_restart_policy.yaml", 7, "unknown restart.policy \"on_failure\"; expected one of always, on-failure, never (did you mean \"on-failure\"?)", Some("restart.policy")),
@@ -99,7 +99,7 @@ const BAD: &[BadCase] = &[
     ("self_dependency.yaml", 9, "service \"worker\" depends on itself", Some("dependencies.after")),
     ("duplicate_list_entry.yaml", 7, "\"postgres\" is listed twice", Some("dependencies.after")),
     // YAML-level problems.
-    ("duplicate_key.yaml", 5, "duplicate key `name` (first defined at line 2)", Some("name")),
+    ("duplicate_key.yaml", 5, "duplicate key `name` (first defined at line 2)", Some("service.name")),
     ("multiple_documents.yaml", 5, "more than one YAML document in this file", None),
     ("empty.yaml", 0, "file is empty", None),
     ("only_comments.yaml", 0, "file is empty", None),
@@ -117,7 +117,7 @@ const BAD: &[BadCase] = &[
     ("secret_without_keychain.yaml", 7, "secret `DATABASE_URL` must name its store key under `keychain`", Some("secrets.DATABASE_URL")),
     // Routing.
     ("tls_options_without_tls.yaml", 11, "`tls_options` is set but `tls` is not true", Some("routing.tls_options")),
-    ("routing_without_hostname.yaml", 10, "missing `routing.hostname`", Some("routing.hostname")),
+    ("routing_without_hostname.yaml", 9, "missing `routing.hostname`", Some("routing.hostname")),
     ("routing_without_port.yaml", 7, "a routed service needs a port", Some("routing")),
 ];
 
