@@ -5,9 +5,6 @@
 //! the first problem; callers get the whole list, so `aurelia check` can report everything
 //! in one pass.
 
-use std::fmt;
-use std::path::PathBuf;
-
 use serde::Serialize;
 
 use crate::yaml::Pos;
@@ -82,56 +79,3 @@ impl Diagnostic {
         s
     }
 }
-
-/// Every problem found in one file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileErrors {
-    pub file: PathBuf,
-    pub errors: Vec<Diagnostic>,
-}
-
-impl fmt::Display for FileErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.errors.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{}", d.render(&self.file))?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for FileErrors {}
-
-/// The problems found in a set of spec files, file by file.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct SpecErrors {
-    pub files: Vec<FileErrors>,
-}
-
-impl SpecErrors {
-    pub fn is_empty(&self) -> bool {
-        self.files.iter().all(|f| f.errors.is_empty())
-    }
-
-    pub fn count(&self) -> usize {
-        self.files.iter().map(|f| f.errors.len()).sum()
-    }
-}
-
-impl fmt::Display for SpecErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for file in self.files.iter().filter(|f| !f.errors.is_empty()) {
-            if !first {
-                writeln!(f)?;
-            }
-            first = false;
-            write!(f, "{file}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for SpecErrors {}

@@ -118,16 +118,6 @@ pub fn check(s: &str) -> Result<(), ExpandError> {
     expand_vars(s, &|_| Some(String::new())).map(|_| ())
 }
 
-/// Names of the variables `s` refers to (for messages and for "uses ${PORT}" checks).
-pub fn referenced(s: &str) -> Vec<String> {
-    let names = std::cell::RefCell::new(Vec::new());
-    let _ = expand_vars(s, &|n| {
-        names.borrow_mut().push(n.to_string());
-        Some(String::new())
-    });
-    names.into_inner()
-}
-
 /// Expands a leading `~` (alone or followed by `/`) to `home`.
 pub fn expand_tilde(s: &str, home: &str) -> String {
     if s == "~" {
@@ -200,13 +190,5 @@ mod tests {
         assert_eq!(expand_tilde("~/x", "/h/"), "/h/x");
         assert_eq!(expand_tilde("a/~", "/h"), "a/~");
         assert_eq!(expand_tilde("~user", "/h"), "~user");
-    }
-
-    #[test]
-    fn referenced_names() {
-        assert_eq!(
-            referenced("${PORT} $SERVICE_NAME $$X"),
-            vec!["PORT", "SERVICE_NAME"]
-        );
     }
 }

@@ -95,7 +95,6 @@ pub struct ServiceHandle {
     pub tx: mpsc::UnboundedSender<Control>,
     pub snapshot: watch::Receiver<Snapshot>,
     pub history: Arc<Mutex<Vec<ProbeResult>>>,
-    pub join: tokio::task::JoinHandle<()>,
 }
 
 impl ServiceHandle {
@@ -120,12 +119,11 @@ pub fn spawn(
     }
     let snapshot = task.status_rx.take().expect("created in new");
     let history = task.history.clone();
-    let join = tokio::spawn(async move { task.run().await });
+    tokio::spawn(async move { task.run().await });
     ServiceHandle {
         tx,
         snapshot,
         history,
-        join,
     }
 }
 
@@ -296,7 +294,7 @@ impl Task {
                             self.publish();
                         }
                     }
-                    self.port = port;
+                    self.set_port(port);
                     self.start_attempt().await;
                 }
             }
@@ -318,7 +316,7 @@ impl Task {
                 if self.spec.kind != ServiceKind::External {
                     self.stop_process().await;
                     self.attempts = 0;
-                    self.port = port;
+                    self.set_port(port);
                     self.start_attempt().await;
                 }
             }
@@ -379,8 +377,17 @@ impl Task {
         Flow::Continue
     }
 
+    /// The port changes rarely (a dynamic port taken by a stranger): then the cached probe
+    /// target, which carries it, must go too.
+    fn set_port(&mut self, port: Option<u16>) {
+        if self.port != port {
+            self.port = port;
+            self.probe_target = None;
+        }
+    }
+
     fn adopt(&mut self, a: Adoption) {
-        self.port = a.port;
+        self.set_port(a.port);
         self.restarts = a.restarts;
         self.started_at = Some(a.process.started_at());
         if let Some(pid) = a.process.pid() {

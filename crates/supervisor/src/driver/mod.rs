@@ -136,7 +136,6 @@ pub struct LogSink {
 }
 
 enum RelayState {
-    None,
     Pending(tokio::sync::oneshot::Receiver<std::io::Result<tokio::process::Child>>),
     Running(tokio::process::Child),
     Failed,
@@ -226,15 +225,6 @@ impl LogSink {
         })
     }
 
-    /// A sink without a relay (tests that read the pipes themselves).
-    pub fn from_fds(out: std::os::fd::OwnedFd, err: std::os::fd::OwnedFd) -> LogSink {
-        LogSink {
-            out,
-            err,
-            relay: RelayState::None,
-        }
-    }
-
     /// Whether the relay runs or is about to (a sink whose relay died must be replaced).
     pub fn healthy(&mut self) -> bool {
         if let RelayState::Pending(rx) = &mut self.relay {
@@ -247,7 +237,7 @@ impl LogSink {
         match &mut self.relay {
             RelayState::Running(c) => matches!(c.try_wait(), Ok(None)),
             RelayState::Failed => false,
-            RelayState::None | RelayState::Pending(_) => true,
+            RelayState::Pending(_) => true,
         }
     }
 }
